@@ -1,0 +1,46 @@
+"""The network factory: shapes, ranges and sizes of every kind."""
+
+import numpy as np
+import pytest
+
+from tf_gkd.networks import factory
+
+
+@pytest.mark.parametrize("kind", factory.KINDS)
+def test_generator_contract(kind):
+    g = factory.make_generator(kind, z_dim=8, width=0.25)
+    images = np.asarray(g(np.random.default_rng(0).standard_normal((3, 8)).astype("float32")))
+    assert images.shape == (3, 28, 28, 1)
+    assert images.dtype == np.float32
+    assert np.all(np.abs(images) <= 1.0)
+
+
+@pytest.mark.parametrize("kind", factory.KINDS)
+def test_discriminator_gives_one_logit_and_features(kind):
+    d = factory.make_discriminator(kind, width=0.25)
+    logits = np.asarray(d(np.zeros((2, 28, 28, 1), "float32")))
+    assert logits.shape == (2, 1)
+    assert d.get_layer("features").output.shape[0] is None
+
+
+def test_classic_dense_generator_layout():
+    g = factory.make_generator("dense")
+    units = [layer.units for layer in g.layers if hasattr(layer, "units")]
+    assert units == [128, 128, 784]
+    assert g.count_params() == (100 * 128 + 128) + (128 * 128 + 128) + (128 * 784 + 784)
+
+
+@pytest.mark.parametrize("kind", factory.KINDS)
+def test_width_and_depth_change_size(kind):
+    small = factory.make_generator(kind, width=0.25).count_params()
+    base = factory.make_generator(kind).count_params()
+    deep = factory.make_generator(kind, depth=3).count_params()
+    assert small < base < deep
+
+
+@pytest.mark.parametrize("bad", [dict(width=0), dict(width=-3), dict(depth=-1), dict(kind="resnet")])
+def test_bad_sizes_are_rejected(bad):
+    with pytest.raises(ValueError, match="Received"):
+        factory.make_generator(**bad)
+    with pytest.raises(ValueError, match="Received"):
+        factory.make_discriminator(**bad)

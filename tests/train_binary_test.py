@@ -1,0 +1,151 @@
+"""gkd-train end to end: outputs, resume after SIGKILL, NaN guard, bad flags."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_gkd.training import callbacks, config as config_lib, loop, teacher
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--generator_kind=dense",
+    "--discriminator_kind=dense",
+    "--generator_width=0.25",
+    "--discriminator_width=0.25",
+    "--batch_size=16",
+    "--steps_per_execution=5",
+    "--num_samples=16",
+]
+
+
+def gkd_train(workdir, data_dir, *args, wait=True):
+    cmd = [sys.executable, "-m", "tf_gkd.bin.train", f"--workdir={workdir}", f"--data_dir={data_dir}", *TINY, *args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def latest_step(workdir):
+    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    return int(path.rsplit("-", 1)[1]) if path else None
+
+
+def test_run_directory_contract(tiny_data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    result = gkd_train(workdir, tiny_data_dir, "--train_steps=20", "--log_every=5", "--sample_every=10",
+                       "--checkpoint_every=10")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["train_steps"] == 20 and saved["generator_kind"] == "dense" and saved["data_dir"] == tiny_data_dir
+    assert latest_step(str(workdir)) == 20
+    assert sorted(os.listdir(workdir / "samples")) == ["step_0000000.png", "step_0000010.png", "step_0000020.png"]
+    events = [f for f in os.listdir(workdir / "tb") if f.startswith("events.out.tfevents")]
+    assert events
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(workdir / "tb" / events[0])) for v in e.summary.value}
+    assert {"train/d_loss", "train/g_loss", "samples"} <= tags
+
+    generator = keras.saving.load_model(workdir / "generator.keras", safe_mode=True)
+    images = np.asarray(generator(np.zeros((3, 100), "float32")))
+    assert images.shape == (3, 28, 28, 1) and np.all(np.abs(images) <= 1)
+    discriminator = keras.saving.load_model(workdir / "discriminator.keras", safe_mode=True)
+    assert discriminator(images).shape == (3, 1)
+
+    # A complete run is not retrained; a longer --train_steps extends it.
+    again = gkd_train(workdir, tiny_data_dir, "--train_steps=30", "--checkpoint_every=10")
+    assert again.returncode == 0, again.stderr
+    assert "Resumed from" in again.stderr and latest_step(str(workdir)) == 30
+
+
+def test_resume_after_sigkill_loses_at_most_one_interval(tiny_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    args = ["--train_steps=3000", "--checkpoint_every=10", "--log_every=10", "--sample_every=1000"]
+    process = gkd_train(workdir, tiny_data_dir, *args, wait=False)
+    deadline = time.time() + 120
+    while latest_step(workdir) is None or latest_step(workdir) < 30:
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "no checkpoint written in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved_step = latest_step(workdir)
+    assert 30 <= saved_step < 3000
+
+    # Resume and finish 20 steps later.
+    result = gkd_train(workdir, tiny_data_dir, *args[1:], f"--train_steps={saved_step + 20}")
+    assert result.returncode == 0, result.stderr
+    assert f"(step {saved_step})" in result.stderr
+    assert latest_step(workdir) == saved_step + 20
+
+
+def test_changed_configuration_is_refused(tiny_data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    assert gkd_train(workdir, tiny_data_dir, "--train_steps=5", "--log_every=5", "--sample_every=5",
+                     "--checkpoint_every=5").returncode == 0
+    before = sorted(os.listdir(workdir / "checkpoints"))
+    result = gkd_train(workdir, tiny_data_dir, "--train_steps=10", "--loss=hinge")
+    assert result.returncode == 1
+    assert "loss: 'non_saturating' in the run, 'hinge' now" in result.stderr
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--loss=least_squares"], "--loss"),
+        (["--generator_width=-1"], "generator_width must be positive"),
+        (["--batch_size=0"], "--batch_size"),
+        (["--train_steps=12", "--steps_per_execution=5"], "multiple of steps_per_execution"),
+    ],
+)
+def test_bad_flags_are_usage_errors(tiny_data_dir, tmp_path, args, message):
+    result = gkd_train(tmp_path / "run", tiny_data_dir, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_workdir_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "tf_gkd.bin.train"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "--workdir" in result.stderr
+
+
+def test_missing_data_fails_fast_with_instructions(tmp_path):
+    start = time.time()
+    result = gkd_train(tmp_path / "run", str(tmp_path / "empty"), f"--raw_data_dir={tmp_path / 'nothing'}")
+    assert result.returncode == 1
+    assert "dataset-fashion-mnist" in result.stderr
+    assert time.time() - start < 60
+
+
+def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    config = config_lib.TrainConfig(
+        data_dir=tiny_data_dir, generator_kind="dense", discriminator_kind="dense", generator_width=0.25,
+        discriminator_width=0.25, batch_size=8, train_steps=10, log_every=5, sample_every=5,
+        checkpoint_every=5, num_samples=4,
+    )
+    teacher.train(config, workdir)
+    checkpoint_files = {f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
+                        for f in os.listdir(os.path.join(workdir, "checkpoints"))}
+
+    longer = config_lib.TrainConfig(**{**config.__dict__, "train_steps": 20})
+    model = teacher.build_gan(longer)
+    nan_images = np.full((64, 28, 28, 1), np.nan, np.float32)
+    make_dataset = lambda seed: tf.data.Dataset.from_tensors((nan_images[:8], np.zeros(8))).repeat()  # noqa: E731
+    with pytest.raises(callbacks.NonFiniteLossError, match="last good checkpoint"):
+        loop.fit(model, make_dataset, longer, workdir, final_models={})
+    assert latest_step(workdir) == 10
+    assert checkpoint_files == {f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
+                                for f in os.listdir(os.path.join(workdir, "checkpoints"))}

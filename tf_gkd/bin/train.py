@@ -1,0 +1,108 @@
+"""gkd-train: trains a teacher generative model in a run directory.
+
+    gkd-train --model=gan --workdir=runs/teacher --flagfile=flags/quickstart.cfg
+
+Re-running on the same --workdir resumes from its last checkpoint.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from tf_gkd.data import datasets
+from tf_gkd.losses import gan as gan_losses
+from tf_gkd.networks import factory
+from tf_gkd.training import callbacks
+from tf_gkd.training import config as config_lib
+from tf_gkd.training import teacher
+
+_DEFAULTS = config_lib.TrainConfig()
+
+flags.DEFINE_enum("model", _DEFAULTS.model, config_lib.MODELS, "What to train.")
+flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, TensorBoard, samples, models.")
+# Data.
+flags.DEFINE_enum("dataset", _DEFAULTS.dataset, datasets.DATASETS, "Training dataset.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: tfds's own).")
+flags.DEFINE_string(
+    "raw_data_dir",
+    None,
+    "Directory with the four raw IDX .gz files to prepare the dataset from, offline "
+    "(default for fashion_mnist: /usr/share/datasets/fashion-mnist, from Debian's dataset-fashion-mnist).",
+)
+flags.DEFINE_boolean("download", _DEFAULTS.download, "Let tensorflow-datasets download the data (needs internet).")
+# Networks.
+flags.DEFINE_integer("z_dim", _DEFAULTS.z_dim, "Latent size.", lower_bound=1)
+flags.DEFINE_enum("generator_kind", _DEFAULTS.generator_kind, factory.KINDS, "Generator architecture.")
+flags.DEFINE_float("generator_width", _DEFAULTS.generator_width, "Generator width multiplier (> 0).")
+flags.DEFINE_integer("generator_depth", None, "Generator depth (default: the kind's own).", lower_bound=0)
+flags.DEFINE_enum("discriminator_kind", _DEFAULTS.discriminator_kind, factory.KINDS, "Discriminator architecture.")
+flags.DEFINE_float("discriminator_width", _DEFAULTS.discriminator_width, "Discriminator width multiplier (> 0).")
+flags.DEFINE_integer("discriminator_depth", None, "Discriminator depth (default: the kind's own).", lower_bound=0)
+flags.DEFINE_float(
+    "discriminator_dropout", _DEFAULTS.discriminator_dropout, "Dropout before the discriminator's logit.",
+    lower_bound=0, upper_bound=0.99,
+)
+# Optimisation.
+flags.DEFINE_enum("loss", _DEFAULTS.loss, gan_losses.LOSSES, "GAN loss.")
+flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps, "Discriminator updates per generator update.", lower_bound=1)
+flags.DEFINE_float("gp_weight", _DEFAULTS.gp_weight, "Gradient-penalty weight (wasserstein loss).", lower_bound=0)
+flags.DEFINE_float("real_label", _DEFAULTS.real_label, "Target for real images (<1: one-sided label smoothing).")
+flags.DEFINE_float("ema_decay", _DEFAULTS.ema_decay, "Decay of the generator weight average that is saved; 0 disables.")
+flags.DEFINE_float("g_learning_rate", _DEFAULTS.g_learning_rate, "Generator Adam learning rate.", lower_bound=0)
+flags.DEFINE_float("d_learning_rate", _DEFAULTS.d_learning_rate, "Discriminator Adam learning rate.", lower_bound=0)
+flags.DEFINE_float("beta_1", _DEFAULTS.beta_1, "Adam beta_1.", lower_bound=0, upper_bound=1)
+flags.DEFINE_float("beta_2", _DEFAULTS.beta_2, "Adam beta_2.", lower_bound=0, upper_bound=1)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.", lower_bound=1)
+flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Total generator updates.", lower_bound=1)
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, latents and data order.")
+# Runtime.
+flags.DEFINE_boolean("jit_compile", _DEFAULTS.jit_compile, "Compile the train step with XLA.")
+flags.DEFINE_enum(
+    "mixed_precision",
+    _DEFAULTS.mixed_precision,
+    config_lib.MIXED_PRECISION,
+    "Keras dtype policy: mixed_bfloat16 for CPUs with AMX/AVX512-BF16 and recent GPUs, "
+    "mixed_float16 (with loss scaling) for GPUs.",
+)
+flags.DEFINE_integer(
+    "steps_per_execution", _DEFAULTS.steps_per_execution, "Train steps fused into one tf.function call.", lower_bound=1
+)
+# Outputs.
+flags.DEFINE_integer("log_every", _DEFAULTS.log_every, "Steps between TensorBoard scalar writes.", lower_bound=1)
+flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every, "Steps between sample grids.", lower_bound=1)
+flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Steps between checkpoints.", lower_bound=1)
+flags.DEFINE_integer("keep_checkpoints", _DEFAULTS.keep_checkpoints, "Checkpoints kept.", lower_bound=1)
+flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in each sample grid.", lower_bound=1)
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags():
+    """The `TrainConfig` given by the parsed flags; invalid combinations are usage errors."""
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.TrainConfig)}
+    try:
+        return config_lib.TrainConfig(**values)
+    except config_lib.ConfigError as e:
+        raise app.UsageError(str(e)) from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    try:
+        teacher.train(config, FLAGS.workdir)
+    except (datasets.DataError, config_lib.ConfigError, callbacks.NonFiniteLossError) as e:
+        logging.error("%s", e)
+        sys.exit(1)
+    logging.info("Done: %s", FLAGS.workdir)
+
+
+def run():
+    flags.mark_flag_as_required("workdir")
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

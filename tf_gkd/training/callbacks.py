@@ -1,0 +1,147 @@
+"""Keras callbacks of every training run: NaN guard, checkpoints, TensorBoard, progress.
+
+They key everything on the model's own step counter (`model.step`, restored
+with the checkpoint), not on Keras's batch index, which restarts at 0 when a run
+resumes and advances by `steps_per_execution` at a time.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from tf_gkd import images as image_utils
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or Inf loss."""
+
+
+def _crossed(step, previous, every):
+    """True when a multiple of `every` lies in (previous, step]."""
+    return step // every > previous // every
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite logged value, before it can be checkpointed.
+
+    Must come before `PeriodicCheckpoint` in the callback list. The logged values
+    are running means since the last TensorBoard write, so one NaN step anywhere
+    in that window makes them NaN.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad:
+            raise NonFiniteLossError(
+                f"Non-finite loss at step {int(self.model.step)}: {bad}. Training stopped; the "
+                "last good checkpoint is intact. Lower the learning rates, or try "
+                "--loss=wasserstein / --mixed_precision=off."
+            )
+
+
+class PeriodicCheckpoint(keras.callbacks.Callback):
+    """Saves a `tf.train.CheckpointManager` checkpoint every `every` steps."""
+
+    def __init__(self, manager, every):
+        super().__init__()
+        self.manager = manager
+        self.every = every
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        self._last = int(self.model.step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.step)
+        if _crossed(step, self._last, self.every):
+            self.manager.save(checkpoint_number=step)
+        self._last = step
+
+
+class SummaryWriter(keras.callbacks.Callback):
+    """TensorBoard scalars every `log_every` steps; image grids (and PNGs) every `sample_every`.
+
+    After each scalar write the loss trackers are reset, so every point is the
+    mean over the last `log_every` steps rather than since the start.
+    Images come from `model.generate(z)` on a fixed batch of latents `z`, so a
+    grid shows how the same samples evolve.
+    """
+
+    def __init__(self, logdir, samples_dir, z, log_every, sample_every, extra_images=None):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.samples_dir = samples_dir
+        self.z = z
+        self.log_every = log_every
+        self.sample_every = sample_every
+        # Optional callable step -> {name: images [N, H, W, C] in [-1, 1]} of model-specific grids.
+        self.extra_images = extra_images
+        self._last = None
+        self._log_step = None
+        self._log_time = None
+
+    def on_train_begin(self, logs=None):
+        self._last = self._log_step = int(self.model.step)
+        self._log_time = time.perf_counter()
+        if self._last == 0:
+            self.write_images(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.step)
+        if _crossed(step, self._last, self.log_every):
+            now = time.perf_counter()
+            with self.writer.as_default(step=step):
+                for name, value in (logs or {}).items():
+                    tf.summary.scalar(f"train/{name}", float(value))
+                tf.summary.scalar("speed/steps_per_sec", (step - self._log_step) / (now - self._log_time))
+            self.model.reset_metrics()
+            self._log_step, self._log_time = step, now
+        if _crossed(step, self._last, self.sample_every):
+            self.write_images(step)
+        self._last = step
+
+    def write_images(self, step):
+        grids = {"samples": np.asarray(self.model.generate(self.z))}
+        if self.extra_images:
+            grids.update(self.extra_images(step))
+        with self.writer.as_default(step=step):
+            for name, images in grids.items():
+                tf.summary.image(name, image_utils.make_grid(images)[None], step=step)
+        self.writer.flush()
+        image_utils.save_grid_png(
+            grids["samples"], os.path.join(self.samples_dir, f"step_{step:07d}.png"), title=f"step {step}"
+        )
+
+    def on_train_end(self, logs=None):
+        self.writer.flush()
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """A tqdm bar over the whole run (resumed runs start part-way), with ETA and losses."""
+
+    def __init__(self, total_steps):
+        super().__init__()
+        self.total_steps = total_steps
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        step = int(self.model.step)
+        self.bar = tqdm.tqdm(
+            total=self.total_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1.0
+        )
+        self._last = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.step)
+        self.bar.update(step - self._last)
+        self._last = step
+        if logs:
+            self.bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()

@@ -1,0 +1,155 @@
+"""The frozen configuration of a training run, saved as `config.json` in its workdir."""
+
+import dataclasses
+import json
+import os
+
+from tf_gkd.data import datasets
+from tf_gkd.losses import gan as gan_losses
+from tf_gkd.networks import factory
+
+MODELS = ("gan",)
+MIXED_PRECISION = ("off", "mixed_float16", "mixed_bfloat16")
+
+# Fields that define what is being trained; a resumed run must agree on them.
+_IDENTITY_FIELDS = (
+    "model",
+    "dataset",
+    "z_dim",
+    "generator_kind",
+    "generator_width",
+    "generator_depth",
+    "discriminator_kind",
+    "discriminator_width",
+    "discriminator_depth",
+    "loss",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid, or disagrees with the run being resumed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. Defaults are the quickstart teacher."""
+
+    model: str = "gan"
+    # Data.
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    raw_data_dir: str | None = None
+    download: bool = False
+    # Networks.
+    z_dim: int = 100
+    generator_kind: str = "conv"
+    generator_width: float = 1.0
+    generator_depth: int | None = None
+    discriminator_kind: str = "conv"
+    discriminator_width: float = 1.0
+    discriminator_depth: int | None = None
+    discriminator_dropout: float = 0.3
+    # Optimisation.
+    loss: str = "non_saturating"
+    d_steps: int = 1
+    gp_weight: float = 10.0
+    real_label: float = 1.0
+    ema_decay: float = 0.999
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    batch_size: int = 64
+    train_steps: int = 3000
+    seed: int = 0
+    # Runtime.
+    jit_compile: bool = False
+    mixed_precision: str = "off"
+    steps_per_execution: int = 1
+    # Outputs.
+    log_every: int = 100
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    num_samples: int = 64
+
+    def __post_init__(self):
+        def require(ok, message):
+            if not ok:
+                raise ConfigError(message)
+
+        require(self.model in MODELS, f"model must be one of {MODELS}. Received: model={self.model!r}")
+        require(
+            self.dataset in datasets.DATASETS,
+            f"dataset must be one of {datasets.DATASETS}. Received: dataset={self.dataset!r}",
+        )
+        require(self.loss in gan_losses.LOSSES, f"loss must be one of {gan_losses.LOSSES}. Received: loss={self.loss!r}")
+        for role in ("generator", "discriminator"):
+            kind = getattr(self, f"{role}_kind")
+            width = getattr(self, f"{role}_width")
+            depth = getattr(self, f"{role}_depth")
+            require(
+                kind in factory.KINDS,
+                f"{role}_kind must be one of {factory.KINDS}. Received: {role}_kind={kind!r}",
+            )
+            require(width > 0, f"{role}_width must be positive. Received: {role}_width={width}")
+            require(depth is None or depth >= 0, f"{role}_depth must be >= 0. Received: {role}_depth={depth}")
+        for name in ("z_dim", "d_steps", "batch_size", "train_steps", "steps_per_execution",
+                     "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "num_samples"):
+            value = getattr(self, name)
+            require(value >= 1, f"{name} must be >= 1. Received: {name}={value}")
+        require(
+            0.0 <= self.discriminator_dropout < 1.0,
+            f"discriminator_dropout must be in [0, 1). Received: discriminator_dropout={self.discriminator_dropout}",
+        )
+        require(0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1). Received: ema_decay={self.ema_decay}")
+        require(0.0 < self.real_label <= 1.0, f"real_label must be in (0, 1]. Received: real_label={self.real_label}")
+        require(
+            self.mixed_precision in MIXED_PRECISION,
+            f"mixed_precision must be one of {MIXED_PRECISION}. Received: mixed_precision={self.mixed_precision!r}",
+        )
+        for name in ("train_steps", "log_every", "sample_every", "checkpoint_every"):
+            value = getattr(self, name)
+            require(
+                value % self.steps_per_execution == 0,
+                f"{name} must be a multiple of steps_per_execution={self.steps_per_execution} "
+                f"(steps run in fused groups of that size). Received: {name}={value}",
+            )
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown config fields {unknown}; known fields: {sorted(known)}.")
+        return cls(**values)
+
+
+def write_or_check(config, workdir):
+    """Writes `config.json` into a new workdir, or checks a resumed run against it.
+
+    A resumed run may change how long or how it runs (steps, logging, speed
+    options) but not what it trains: that would silently mix two experiments.
+    """
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = [
+            f"{name}: {saved.get(name)!r} in the run, {getattr(config, name)!r} now"
+            for name in _IDENTITY_FIELDS
+            if saved.get(name) != getattr(config, name)
+        ]
+        if changed:
+            raise ConfigError(
+                f"{workdir} holds a run with another configuration ({'; '.join(changed)}). "
+                "Use a new --workdir, or the run's own flags to resume it."
+            )
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json() + "\n")
+    os.replace(tmp, path)
