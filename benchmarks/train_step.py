@@ -1,0 +1,150 @@
+"""Teacher train steps/s: tf_gkd's GAN vs a plain keras-io-style DCGAN `fit`, same run.
+
+    .venv/bin/python benchmarks/train_step.py [--repeats=3] [--steps=200]
+
+The reference is the keras-io "DCGAN overriding train_step" recipe applied to the
+same generator and discriminator (from tf_gkd's factory), batch size and data:
+float32 images normalised in NumPy, `from_tensor_slices(...).shuffle(1024).batch()`,
+two generator forward passes per step, a discriminator pass on the concatenated
+real and fake batch, `fit` with default settings. tf_gkd runs its own `GAN` as
+`gkd-train` does, with the quickstart settings, in float32 and with
+mixed_bfloat16. Each variant is timed `--repeats` times, interleaved, after a
+warm-up; the medians and their ratios to the reference are printed.
+"""
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from tf_gkd.data import datasets  # noqa: E402
+from tf_gkd.networks import factory  # noqa: E402
+from tf_gkd.training import config as config_lib  # noqa: E402
+from tf_gkd.training import teacher  # noqa: E402
+
+flags.DEFINE_integer("steps", 200, "Timed train steps per repeat.")
+flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
+flags.DEFINE_integer("batch_size", 64, "Batch size of every variant.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
+flags.DEFINE_enum("kind", "conv", factory.KINDS, "Network kind of generator and discriminator.")
+FLAGS = flags.FLAGS
+
+
+class KerasIoGAN(keras.Model):
+    """keras-io's `GAN` from "DCGAN to generate face images", verbatim in spirit."""
+
+    def __init__(self, discriminator, generator, latent_dim):
+        super().__init__()
+        self.discriminator = discriminator
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn):
+        super().compile()
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.loss_fn = loss_fn
+        self.d_loss_metric = keras.metrics.Mean(name="d_loss")
+        self.g_loss_metric = keras.metrics.Mean(name="g_loss")
+
+    @property
+    def metrics(self):
+        return [self.d_loss_metric, self.g_loss_metric]
+
+    def train_step(self, real_images):
+        batch_size = tf.shape(real_images)[0]
+        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        generated_images = self.generator(z)
+        combined_images = tf.concat([generated_images, real_images], axis=0)
+        labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
+        labels += 0.05 * keras.random.uniform(tf.shape(labels), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            d_loss = self.loss_fn(labels, self.discriminator(combined_images))
+        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
+
+        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        misleading_labels = tf.zeros((batch_size, 1))
+        with tf.GradientTape() as tape:
+            g_loss = self.loss_fn(misleading_labels, self.discriminator(self.generator(z)))
+        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+        self.d_loss_metric.update_state(d_loss)
+        self.g_loss_metric.update_state(g_loss)
+        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
+
+
+def reference(images, batch_size, kind):
+    keras.mixed_precision.set_global_policy("float32")
+    x = (images.astype("float32") - 127.5) / 127.5
+    dataset = tf.data.Dataset.from_tensor_slices(x).shuffle(1024).batch(batch_size, drop_remainder=True).repeat()
+    model = KerasIoGAN(factory.make_discriminator(kind), factory.make_generator(kind), 100)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    return model, dataset
+
+
+def tf_gkd(images, labels, batch_size, kind, mixed_precision):
+    config = config_lib.TrainConfig(
+        generator_kind=kind,
+        discriminator_kind=kind,
+        batch_size=batch_size,
+        mixed_precision=mixed_precision,
+        steps_per_execution=10,
+        train_steps=10_000,
+        log_every=10,
+        sample_every=10,
+        checkpoint_every=10,
+    )
+    teacher.set_precision(mixed_precision)
+    model = teacher.build_gan(config)
+    return model, datasets.train_dataset(images, labels, batch_size, seed=0)
+
+
+def steps_per_second(model, dataset, steps):
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    return steps / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    images, labels = datasets.load_numpy(
+        "fashion_mnist", "train", data_dir=FLAGS.data_dir, raw_dir=datasets.resolve_raw_dir("fashion_mnist", None)
+    )
+    steps = FLAGS.steps // 10 * 10
+    builders = {
+        "keras-io reference (float32)": lambda: reference(images, FLAGS.batch_size, FLAGS.kind),
+        "tf_gkd GAN (float32)": lambda: tf_gkd(images, labels, FLAGS.batch_size, FLAGS.kind, "off"),
+        "tf_gkd GAN (mixed_bfloat16)": lambda: tf_gkd(images, labels, FLAGS.batch_size, FLAGS.kind, "mixed_bfloat16"),
+    }
+    results = {name: [] for name in builders}
+    for repeat in range(FLAGS.repeats):
+        for name, build in builders.items():
+            model, dataset = build()
+            steps_per_second(model, dataset, 20)  # Warm-up: tracing and compilation.
+            results[name].append(steps_per_second(model, dataset, steps))
+            print(f"repeat {repeat + 1}/{FLAGS.repeats}  {name:32s} {results[name][-1]:7.2f} steps/s", flush=True)
+    keras.mixed_precision.set_global_policy("float32")
+
+    base = statistics.median(results["keras-io reference (float32)"])
+    print(f"\n{FLAGS.kind} networks, batch {FLAGS.batch_size}, {steps} steps x {FLAGS.repeats} repeats, "
+          f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}")
+    print(f"{'variant':34s} {'median steps/s':>15s} {'min':>7s} {'max':>7s} {'vs reference':>13s}")
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(f"{name:34s} {median:15.2f} {min(values):7.2f} {max(values):7.2f} {median / base:12.2f}x")
+
+
+if __name__ == "__main__":
+    app.run(main)
