@@ -19,7 +19,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -27,6 +26,7 @@ from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.training import config as config_lib  # noqa: E402
 from tf_gkd.training import teacher  # noqa: E402
+import reference  # noqa: E402  (benchmarks/reference.py)
 
 flags.DEFINE_integer("steps", 200, "Timed train steps per repeat.")
 flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
@@ -36,62 +36,10 @@ flags.DEFINE_enum("kind", "conv", factory.KINDS, "Network kind of generator and 
 FLAGS = flags.FLAGS
 
 
-class KerasIoGAN(keras.Model):
-    """keras-io's `GAN` from "DCGAN to generate face images", verbatim in spirit."""
-
-    def __init__(self, discriminator, generator, latent_dim):
-        super().__init__()
-        self.discriminator = discriminator
-        self.generator = generator
-        self.latent_dim = latent_dim
-        self.seed_generator = keras.random.SeedGenerator(1337)
-
-    def compile(self, d_optimizer, g_optimizer, loss_fn):
-        super().compile()
-        self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
-        self.loss_fn = loss_fn
-        self.d_loss_metric = keras.metrics.Mean(name="d_loss")
-        self.g_loss_metric = keras.metrics.Mean(name="g_loss")
-
-    @property
-    def metrics(self):
-        return [self.d_loss_metric, self.g_loss_metric]
-
-    def train_step(self, real_images):
-        batch_size = tf.shape(real_images)[0]
-        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
-        generated_images = self.generator(z)
-        combined_images = tf.concat([generated_images, real_images], axis=0)
-        labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
-        labels += 0.05 * keras.random.uniform(tf.shape(labels), seed=self.seed_generator)
-        with tf.GradientTape() as tape:
-            d_loss = self.loss_fn(labels, self.discriminator(combined_images))
-        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
-        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
-
-        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
-        misleading_labels = tf.zeros((batch_size, 1))
-        with tf.GradientTape() as tape:
-            g_loss = self.loss_fn(misleading_labels, self.discriminator(self.generator(z)))
-        grads = tape.gradient(g_loss, self.generator.trainable_weights)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
-        self.d_loss_metric.update_state(d_loss)
-        self.g_loss_metric.update_state(g_loss)
-        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
-
-
-def reference(images, batch_size, kind):
+def keras_io(images, batch_size, kind):
     keras.mixed_precision.set_global_policy("float32")
-    x = (images.astype("float32") - 127.5) / 127.5
-    dataset = tf.data.Dataset.from_tensor_slices(x).shuffle(1024).batch(batch_size, drop_remainder=True).repeat()
-    model = KerasIoGAN(factory.make_discriminator(kind), factory.make_generator(kind), 100)
-    model.compile(
-        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
-    )
-    return model, dataset
+    model = reference.build(factory.make_generator(kind), factory.make_discriminator(kind))
+    return model, reference.dataset(images, batch_size)
 
 
 def tf_gkd(images, labels, batch_size, kind, mixed_precision):
@@ -124,7 +72,7 @@ def main(argv):
     )
     steps = FLAGS.steps // 10 * 10
     builders = {
-        "keras-io reference (float32)": lambda: reference(images, FLAGS.batch_size, FLAGS.kind),
+        "keras-io reference (float32)": lambda: keras_io(images, FLAGS.batch_size, FLAGS.kind),
         "tf_gkd GAN (float32)": lambda: tf_gkd(images, labels, FLAGS.batch_size, FLAGS.kind, "off"),
         "tf_gkd GAN (mixed_bfloat16)": lambda: tf_gkd(images, labels, FLAGS.batch_size, FLAGS.kind, "mixed_bfloat16"),
     }
