@@ -10,42 +10,76 @@ def gaussian(n, dim, mean=0.0, std=1.0, seed=0):
     return np.random.default_rng(seed).normal(mean, std, (n, dim))
 
 
+def exact_moments(n, mean, std, seed=0):
+    """n samples whose sample mean is exactly `mean` and sample covariance exactly diag(std²)."""
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    x = gaussian(n, len(mean), seed=seed)
+    x -= x.mean(0)
+    x = x @ np.linalg.inv(np.linalg.cholesky(np.cov(x, rowvar=False))).T  # Whitened: covariance I.
+    return mean + x * std
+
+
+def test_exact_moments_helper():
+    x = exact_moments(50, [1.0, 2.0, 3.0], [1.0, 2.0, 0.5])
+    np.testing.assert_allclose(x.mean(0), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(np.cov(x, rowvar=False), np.diag([1.0, 4.0, 0.25]), atol=1e-12)
+
+
 def test_fid_of_a_set_with_itself_is_zero():
     acts = gaussian(500, 16)
     assert metrics.frechet_distance(acts, acts) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_fid_of_a_mean_shift_is_its_squared_norm():
-    acts = gaussian(2000, 8)
+    # Identity covariances: only ‖Δμ‖² remains.
     shift = np.arange(8) / 4.0
-    # Same covariance, so only ‖Δμ‖² remains.
-    assert metrics.frechet_distance(acts, acts + shift) == pytest.approx(np.sum(shift**2), rel=1e-8)
+    a = exact_moments(200, np.zeros(8), np.ones(8), seed=1)
+    b = exact_moments(300, shift, np.ones(8), seed=2)
+    assert metrics.frechet_distance(a, b) == pytest.approx(np.sum(shift**2), rel=1e-9)
 
 
-def test_fid_of_gaussians_with_known_moments():
-    # N(0, I) vs N(0, 4I) in 4 dims: Tr(I + 4I - 2·2I) = 4·1 = 4 (sample moments, so approximately).
-    fid = metrics.frechet_distance(gaussian(20000, 4, seed=1), gaussian(20000, 4, std=2.0, seed=2))
-    assert fid == pytest.approx(4.0, rel=0.05)
+def test_fid_of_diagonal_gaussians_has_the_closed_form():
+    # Diagonal covariances commute: Tr(C₁ + C₂ - 2(C₁C₂)^½) = Σ (σ₁ - σ₂)².
+    mu1, mu2 = np.array([0.0, 1.0, -2.0, 0.5]), np.array([1.0, 1.0, 0.0, 0.0])
+    std1, std2 = np.array([1.0, 2.0, 0.5, 3.0]), np.array([2.0, 2.0, 1.5, 1.0])
+    a, b = exact_moments(400, mu1, std1, seed=3), exact_moments(500, mu2, std2, seed=4)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((std1 - std2) ** 2)
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    assert metrics.frechet_distance(b, a) == pytest.approx(expected, rel=1e-9)
 
 
-def test_fid_is_symmetric_and_real_for_rank_deficient_covariances():
+def test_fid_is_real_and_finite_for_rank_deficient_covariances():
     a = np.concatenate([gaussian(300, 3), np.zeros((300, 2))], axis=1)  # Singular covariance.
     b = gaussian(300, 5, seed=3)
-    assert metrics.frechet_distance(a, b) == pytest.approx(metrics.frechet_distance(b, a), rel=1e-6)
-    assert np.isfinite(metrics.frechet_distance(a, b))
+    fid = metrics.frechet_distance(a, b)
+    assert isinstance(fid, float) and np.isfinite(fid)
+    assert fid == pytest.approx(metrics.frechet_distance(b, a), rel=1e-6)
 
 
-def test_kid_is_zero_for_the_same_distribution_and_grows_with_a_shift():
-    a, b = gaussian(1000, 8, seed=4), gaussian(1000, 8, seed=5)
-    same, _ = metrics.kernel_distance(a, b, num_subsets=5, max_subset_size=500)
-    shifted, _ = metrics.kernel_distance(a, b + 1.0, num_subsets=5, max_subset_size=500)
-    assert abs(same) < 0.05
-    assert shifted > 1.0
+def test_kid_is_zero_for_a_set_with_itself_and_positive_for_a_shift():
+    a = gaussian(1000, 8, seed=4)
+    same, _ = metrics.kernel_distance(a, a, num_subsets=5, max_subset_size=500)
+    small, _ = metrics.kernel_distance(a, a + 0.25, num_subsets=5, max_subset_size=500)
+    large, _ = metrics.kernel_distance(a, a + 1.0, num_subsets=5, max_subset_size=500)
+    # Points shared by the two subsets enter the cross term k(x, x) but not the
+    # within-set terms, hence a small negative value, O(1/m): -0.017 here.
+    assert -0.05 < same < 0
+    assert 0.1 < small < large
 
 
-def test_kid_is_deterministic():
+def test_kid_is_zero_for_two_samples_of_one_distribution():
+    kid, _ = metrics.kernel_distance(gaussian(1000, 8, seed=5), gaussian(1000, 8, seed=6), num_subsets=5)
+    assert abs(kid) < 0.02
+
+
+def test_kid_is_deterministic_given_the_seed():
     a, b = gaussian(300, 4, seed=6), gaussian(300, 4, seed=7)
-    assert metrics.kernel_distance(a, b, seed=3) == metrics.kernel_distance(a, b, seed=3)
+    assert metrics.kernel_distance(a, b, max_subset_size=100, seed=3) == metrics.kernel_distance(
+        a, b, max_subset_size=100, seed=3
+    )
+    assert metrics.kernel_distance(a, b, max_subset_size=100, seed=3) != metrics.kernel_distance(
+        a, b, max_subset_size=100, seed=4
+    )
 
 
 def test_classifier_score_bounds():
@@ -60,10 +94,22 @@ def test_psnr_known_value():
     a = np.zeros((2, 4, 4, 1))
     b = np.full((2, 4, 4, 1), 0.2)  # MSE 0.04, range 2: 10·log10(4 / 0.04) = 20 dB.
     assert metrics.psnr(a, b) == pytest.approx(20.0)
-    with pytest.raises(ValueError, match="differ in shape"):
-        metrics.psnr(a, b[:1])
+    b[1] = 0.02  # MSE 0.0004: 40 dB; the mean over images is 30 dB.
+    assert metrics.psnr(a, b) == pytest.approx(30.0)
+    assert metrics.psnr(np.zeros((1, 2, 2, 1)), np.full((1, 2, 2, 1), 25.5), data_range=255.0) == pytest.approx(20.0)
 
 
-def test_bad_shapes_are_rejected():
-    with pytest.raises(ValueError, match=r"\[N >= 2, D\]"):
-        metrics.frechet_distance(np.zeros(5), np.zeros((5, 2)))
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: metrics.frechet_distance(np.zeros(5), np.zeros((5, 2))), r"\[N >= 2, D\]"),
+        (lambda: metrics.frechet_distance(np.zeros((1, 2)), np.zeros((5, 2))), r"\[N >= 2, D\]"),
+        (lambda: metrics.frechet_distance(np.zeros((5, 3)), np.zeros((5, 2))), "sizes differ"),
+        (lambda: metrics.kernel_distance(np.zeros((5, 2)), np.zeros((5, 2)), max_subset_size=1), "max_subset_size=1"),
+        (lambda: metrics.classifier_score(np.full(10, 0.1)), r"\[N, K\]"),
+        (lambda: metrics.psnr(np.zeros((2, 4, 4, 1)), np.zeros((1, 4, 4, 1))), "one shape"),
+    ],
+)
+def test_bad_shapes_are_rejected_with_what_was_received(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,4 +1,4 @@
-"""Image grids: one array for TensorBoard, one PNG (matplotlib) for people."""
+"""Image grids and scatter plots: one array for TensorBoard, one PNG (matplotlib) for people."""
 
 import math
 import os
@@ -34,8 +34,45 @@ def save_grid_png(images, path, title=None, cols=None):
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout(pad=0.2)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def _save_figure(fig, path):
+    """Writes `fig` as a PNG at `path` via a temporary file, so readers never see half a file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.png"
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, path)
+
+
+def scatter_plot(points, labels, path=None, title=None, label_names=None):
+    """Plots 2-D `points` [N, 2] coloured by integer `labels` [N]; returns the plot as uint8 RGB [H, W, 3].
+
+    The array is for `tf.summary.image`; with `path`, the plot is also written
+    there as a PNG. `label_names` (one per class) label the legend.
+    """
+    points = np.asarray(points, np.float32)
+    labels = np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 2 or len(labels) != len(points):
+        raise ValueError(
+            f"Expected points [N, 2] and labels [N]. Received: points {points.shape}, labels {labels.shape}."
+        )
+    fig, ax = plt.subplots(figsize=(6, 5.5), dpi=100)
+    cmap = plt.get_cmap("tab10")
+    for label in np.unique(labels):
+        chosen = labels == label
+        name = label_names[label] if label_names is not None else str(label)
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=2, alpha=0.6, color=cmap(int(label) % 10), label=name)
+    ax.legend(markerscale=5, fontsize=7, loc="upper right", framealpha=0.8)
+    ax.set_xlabel("z₁")
+    ax.set_ylabel("z₂")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    if path:
+        _save_figure(fig, path)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return rgb

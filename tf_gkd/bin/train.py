@@ -1,6 +1,7 @@
 """gkd-train: trains a teacher generative model in a run directory.
 
     gkd-train --model=gan --workdir=runs/teacher --flagfile=flags/quickstart.cfg
+    gkd-train --model=vae --workdir=runs/vae --flagfile=flags/fashion_mnist_vae.cfg
 
 Re-running on the same --workdir resumes from its last checkpoint.
 """
@@ -12,6 +13,7 @@ from absl import app, flags, logging
 
 from tf_gkd.data import datasets
 from tf_gkd.losses import gan as gan_losses
+from tf_gkd.losses import vae as vae_losses
 from tf_gkd.networks import factory
 from tf_gkd.training import callbacks
 from tf_gkd.training import config as config_lib
@@ -19,7 +21,10 @@ from tf_gkd.training import teacher
 
 _DEFAULTS = config_lib.TrainConfig()
 
-flags.DEFINE_enum("model", _DEFAULTS.model, config_lib.MODELS, "What to train.")
+flags.DEFINE_enum(
+    "model", _DEFAULTS.model, config_lib.MODELS,
+    "What to train: gan, or vae (the generator_* flags then configure its decoder).",
+)
 flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, TensorBoard, samples, models.")
 # Data.
 flags.DEFINE_enum("dataset", _DEFAULTS.dataset, datasets.DATASETS, "Training dataset.")
@@ -43,18 +48,32 @@ flags.DEFINE_float(
     "discriminator_dropout", _DEFAULTS.discriminator_dropout, "Dropout before the discriminator's logit.",
     lower_bound=0, upper_bound=0.99,
 )
+flags.DEFINE_enum("encoder_kind", _DEFAULTS.encoder_kind, factory.KINDS, "VAE encoder architecture (model=vae).")
+flags.DEFINE_float("encoder_width", _DEFAULTS.encoder_width, "VAE encoder width multiplier (> 0).")
+flags.DEFINE_integer("encoder_depth", None, "VAE encoder depth (default: the kind's own).", lower_bound=0)
+flags.DEFINE_enum(
+    "likelihood", _DEFAULTS.likelihood, vae_losses.LIKELIHOODS,
+    "VAE reconstruction likelihood on [0, 1] pixels: bernoulli (cross-entropy) or gaussian (fixed sigma).",
+)
+flags.DEFINE_float(
+    "gaussian_sigma", _DEFAULTS.gaussian_sigma, "Fixed sigma of the gaussian likelihood, on [0, 1] pixels (> 0)."
+)
+flags.DEFINE_float("beta", _DEFAULTS.beta, "Weight of the VAE's KL term (1: the ELBO).", lower_bound=0)
 # Optimisation.
 flags.DEFINE_enum("loss", _DEFAULTS.loss, gan_losses.LOSSES, "GAN loss.")
 flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps, "Discriminator updates per generator update.", lower_bound=1)
 flags.DEFINE_float("gp_weight", _DEFAULTS.gp_weight, "Gradient-penalty weight (wasserstein loss).", lower_bound=0)
 flags.DEFINE_float("real_label", _DEFAULTS.real_label, "Target for real images (<1: one-sided label smoothing).")
 flags.DEFINE_float("ema_decay", _DEFAULTS.ema_decay, "Decay of the generator weight average that is saved; 0 disables.")
-flags.DEFINE_float("g_learning_rate", _DEFAULTS.g_learning_rate, "Generator Adam learning rate.", lower_bound=0)
+flags.DEFINE_float(
+    "g_learning_rate", _DEFAULTS.g_learning_rate, "Adam learning rate of the generator (gan) or the whole VAE (vae).",
+    lower_bound=0,
+)
 flags.DEFINE_float("d_learning_rate", _DEFAULTS.d_learning_rate, "Discriminator Adam learning rate.", lower_bound=0)
 flags.DEFINE_float("beta_1", _DEFAULTS.beta_1, "Adam beta_1.", lower_bound=0, upper_bound=1)
 flags.DEFINE_float("beta_2", _DEFAULTS.beta_2, "Adam beta_2.", lower_bound=0, upper_bound=1)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.", lower_bound=1)
-flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Total generator updates.", lower_bound=1)
+flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Total generator (gan) or VAE (vae) updates.", lower_bound=1)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, latents and data order.")
 # Runtime.
 flags.DEFINE_boolean("jit_compile", _DEFAULTS.jit_compile, "Compile the train step with XLA.")

@@ -169,3 +169,9 @@ def resolve_raw_dir(name, raw_dir):
         return raw_dir
     default = default_raw_dir(name)
     return default if default and os.path.isdir(default) else None
+
+
+def label_names(name, data_dir=None):
+    """Class names of a prepared dataset, in label order (from its tfds metadata)."""
+    _check_name(name)
+    return list(tfds.builder(name, data_dir=data_dir).info.features["label"].names)

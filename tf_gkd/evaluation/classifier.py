@@ -4,7 +4,9 @@ Inception-v3 features (the usual FID extractor) need a network download and
 know nothing of 28×28 grey clothes; a small CNN trained on the dataset itself
 is the standard stand-in (TF-GAN's `mnist_score` does the same for MNIST).
 One is trained per dataset, once, and cached as
-`<classifier_dir>/<dataset>/classifier.keras` with an `info.json` beside it.
+`<classifier_dir>/<dataset>/classifier.keras` with an `info.json` beside it, so
+that every later evaluation measures with the very same network: scores from
+different classifiers are not comparable.
 """
 
 import datetime
@@ -21,105 +23,192 @@ from tf_gkd.data import datasets
 from tf_gkd.networks import io as model_io
 
 FEATURES_LAYER = "features"
-DEFAULT_EPOCHS = 3
+CLASSIFIER_FILE = "classifier.keras"
+INFO_FILE = "info.json"
+# Measured on Fashion-MNIST: 90.9% test accuracy after 5 epochs, in 84 s on
+# 2 (shared) CPU cores. Training is once per dataset; then the cache is used.
+DEFAULT_EPOCHS = 5
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_LEARNING_RATE = 2e-3
 
 
 class ClassifierError(RuntimeError):
-    """The cached classifier cannot be used."""
+    """The cached classifier cannot be used; the message says which files to delete."""
 
 
 def make_classifier(width=1.0, num_classes=datasets.NUM_CLASSES):
     """A small CNN: images [N, 28, 28, 1] in [-1, 1] → logits [N, num_classes].
 
-    Its 128-unit layer named `features` gives the activations of the metrics.
+    Two stride-2 convolutions (32 and 64 channels at width 1) rather than
+    convolution + pooling pairs: the same accuracy per epoch at a third of the
+    compute. Its 128-unit ReLU layer named `features` gives the activations of
+    FID and KID; the dropout after it is inactive at inference.
     """
+    if not width > 0:
+        raise ValueError(f"width must be positive. Received: width={width}")
     c = max(1, int(round(32 * width)))
     images = keras.Input(datasets.IMAGE_SHAPE, name="images")
-    x = layers.Conv2D(c, 3, padding="same", activation="relu")(images)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(2 * c, 3, padding="same", activation="relu")(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
+    x = layers.Conv2D(c, 3, strides=2, padding="same", activation="relu", name="conv_14")(images)
+    x = layers.Conv2D(2 * c, 3, strides=2, padding="same", activation="relu", name="conv_7")(x)
+    x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(max(1, int(round(128 * width))), activation="relu", name=FEATURES_LAYER)(x)
-    x = layers.Dropout(0.3)(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
     logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(images, logits, name="classifier")
 
 
-def train_classifier(train_images, train_labels, test_images, test_labels, epochs=DEFAULT_EPOCHS,
-                     batch_size=128, seed=0, width=1.0):
-    """Trains `make_classifier(width)` on float images in [-1, 1]; returns (model, test accuracy)."""
+def train_classifier(
+    train_images,
+    train_labels,
+    test_images,
+    test_labels,
+    epochs=DEFAULT_EPOCHS,
+    batch_size=DEFAULT_BATCH_SIZE,
+    seed=0,
+    width=1.0,
+    learning_rate=DEFAULT_LEARNING_RATE,
+):
+    """Trains `make_classifier(width)` on float images [N, 28, 28, 1] in [-1, 1].
+
+    Adam with a cosine decay of the learning rate to 0 over the run: the last
+    epochs at a small rate gain more than a point of test accuracy. Seeds
+    Keras's global random state with `seed` (weights, shuffling, dropout).
+
+    Returns:
+      (model, test accuracy as a float in [0, 1]).
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1. Received: epochs={epochs}, batch_size={batch_size}")
     keras.utils.set_random_seed(seed)
     model = make_classifier(width)
+    steps = epochs * -(-len(train_images) // batch_size)
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(train_images, train_labels, batch_size=batch_size, epochs=epochs, verbose=2, shuffle=True)
+    log_epoch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: logging.info(
+            "Classifier epoch %d/%d: loss %.4f, train accuracy %.4f.", epoch + 1, epochs, logs["loss"], logs["accuracy"]
+        )
+    )
+    model.fit(
+        train_images, train_labels, batch_size=batch_size, epochs=epochs, shuffle=True, callbacks=[log_epoch], verbose=0
+    )
     _, accuracy = model.evaluate(test_images, test_labels, batch_size=1000, verbose=0)
     return model, float(accuracy)
 
 
 class DomainClassifier:
-    """A trained classifier, giving features and class probabilities of images."""
+    """A trained classifier, giving the features and class probabilities of images.
+
+    Attributes:
+      model: the Keras classifier, images → logits.
+      info: what `info.json` says about it (dataset, test accuracy, ...).
+    """
 
     def __init__(self, model, info=None):
         self.model = model
-        self.info = info or {}
-        self._both = keras.Model(
-            model.inputs[0], [model.get_layer(FEATURES_LAYER).output, model.outputs[0]], name="features_and_logits"
+        self.info = dict(info or {})
+        # One forward pass for both outputs: features for FID/KID, logits for the score.
+        self._features_and_logits = keras.Model(
+            model.inputs[0],
+            [model.get_layer(FEATURES_LAYER).output, model.outputs[0]],
+            name="features_and_logits",
         )
 
     def features_and_probs(self, images, batch_size=500):
-        """Float images [N, 28, 28, 1] in [-1, 1] → (features [N, F], probabilities [N, K]), float64."""
-        features, logits = [], []
-        for start in range(0, len(images), batch_size):
-            f, lg = self._both(images[start : start + batch_size], training=False)
-            features.append(np.asarray(f, np.float64))
-            logits.append(np.asarray(lg, np.float64))
-        logits = np.concatenate(logits)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        return np.concatenate(features), probs / probs.sum(1, keepdims=True)
+        """Float images [N, 28, 28, 1] in [-1, 1] → (features [N, F], probabilities [N, K]), float64.
+
+        The softmax is taken in float64 NumPy, so that probabilities of
+        confident predictions are not rounded to exactly 0 or 1 in float32.
+        """
+        images = np.asarray(images, np.float32)
+        features, logits = self._features_and_logits.predict(images, batch_size=batch_size, verbose=0)
+        logits = np.asarray(logits, np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(features, np.float64), probs / probs.sum(axis=1, keepdims=True)
 
 
-def load_or_train(dataset, classifier_dir="saved_models/classifiers", data_dir=None, raw_dir=None,
-                  download=False, epochs=DEFAULT_EPOCHS, seed=0):
-    """The cached classifier of `dataset`, trained (≈1 min on 2 CPU cores) and cached if missing."""
+def _load_cached(dataset, path, info_path):
+    """The cached classifier of `dataset`; any problem → ClassifierError naming the files."""
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        model.get_layer(FEATURES_LAYER)  # Raises ValueError if absent.
+        if tuple(model.inputs[0].shape[1:]) != datasets.IMAGE_SHAPE:
+            raise ValueError(f"input shape {tuple(model.inputs[0].shape)}, expected (None, 28, 28, 1)")
+        with open(info_path) as f:
+            info = json.load(f)
+        if info.get("dataset") != dataset:
+            raise ValueError(f"{info_path} says it was trained on {info.get('dataset')!r}, not {dataset!r}")
+        float(info["test_accuracy"])  # Every cache records it; results quote it.
+    except Exception as e:  # A missing, truncated or foreign file all mean the same: the cache is unusable.
+        raise ClassifierError(
+            f"The cached {dataset} classifier {path} cannot be used ({type(e).__name__}: {e}). "
+            f"Delete {path} and {info_path}: the next evaluation retrains it."
+        ) from None
+    return DomainClassifier(model, info)
+
+
+def load_or_train(
+    dataset,
+    classifier_dir="saved_models/classifiers",
+    data_dir=None,
+    raw_dir=None,
+    download=False,
+    epochs=DEFAULT_EPOCHS,
+    batch_size=DEFAULT_BATCH_SIZE,
+    seed=0,
+):
+    """The cached domain classifier of `dataset`, trained on its train split and cached if missing.
+
+    A cached classifier is always used as is (the training arguments only apply
+    when there is none), so every evaluation in `classifier_dir` measures with
+    the same network. `raw_dir` defaults to the dataset's Debian location.
+
+    Returns:
+      A `DomainClassifier`.
+
+    Raises:
+      ClassifierError: the cache exists but cannot be loaded.
+      datasets.DataError: there is no cache and the data cannot be loaded.
+    """
     directory = os.path.join(classifier_dir, dataset)
-    path = os.path.join(directory, "classifier.keras")
-    info_path = os.path.join(directory, "info.json")
+    path = os.path.join(directory, CLASSIFIER_FILE)
+    info_path = os.path.join(directory, INFO_FILE)
     if os.path.exists(path):
-        try:
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
-            model.get_layer(FEATURES_LAYER)
-            with open(info_path) as f:
-                info = json.load(f)
-        except Exception as e:  # Any failure means the same: the cache is unusable.
-            raise ClassifierError(
-                f"The cached classifier in {directory} cannot be loaded ({type(e).__name__}: {e}). "
-                f"Delete {directory} and it will be retrained."
-            ) from None
-        return DomainClassifier(model, info)
+        classifier = _load_cached(dataset, path, info_path)
+        logging.info(
+            "Loaded the %s classifier %s (test accuracy %.4f).", dataset, path, classifier.info["test_accuracy"]
+        )
+        return classifier
 
     raw_dir = datasets.resolve_raw_dir(dataset, raw_dir)
     train_images, train_labels = datasets.load_numpy(dataset, "train", data_dir, raw_dir, download)
     test_images, test_labels = datasets.load_numpy(dataset, "test", data_dir, raw_dir, download)
-    logging.info("Training the %s domain classifier (%d epochs); cached in %s.", dataset, epochs, directory)
+    logging.info("Training the %s domain classifier (%d epochs); it will be cached in %s.", dataset, epochs, directory)
     start = time.perf_counter()
     model, accuracy = train_classifier(
-        np.asarray(datasets.to_float(train_images)), train_labels,
-        np.asarray(datasets.to_float(test_images)), test_labels, epochs=epochs, seed=seed,
+        np.asarray(datasets.to_float(train_images)),
+        train_labels,
+        np.asarray(datasets.to_float(test_images)),
+        test_labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
     )
     info = {
         "dataset": dataset,
         "test_accuracy": accuracy,
         "epochs": epochs,
+        "batch_size": batch_size,
         "seed": seed,
+        "num_train": len(train_images),
+        "num_test": len(test_images),
         "train_seconds": round(time.perf_counter() - start, 1),
         "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    logging.info("Classifier test accuracy: %.4f.", accuracy)
+    logging.info("The %s classifier reaches %.4f test accuracy (%.0f s).", dataset, accuracy, info["train_seconds"])
     os.makedirs(directory, exist_ok=True)
     tmp = info_path + ".tmp"
     with open(tmp, "w") as f:

@@ -1,4 +1,13 @@
-"""Scoring generators against a dataset's test split with the domain classifier."""
+"""Scoring generators against a real split with the domain classifier.
+
+FID and KID compare the classifier's `features` activations of generated
+images with those of real images; the classifier score looks at its class
+probabilities of the generated images alone. An `Evaluator` computes the real
+activations once, so scoring several generators (a teacher and its students)
+costs one sampling and one classifier pass per generator. Latents are drawn
+from a NumPy generator seeded with `seed`: every generator evaluated with the
+same seed and z_dim sees exactly the same z.
+"""
 
 import numpy as np
 import tqdm
@@ -6,52 +15,89 @@ import tqdm
 from tf_gkd.evaluation import metrics
 from tf_gkd.networks import io as model_io
 
+# Fewer batches than this take seconds: no progress bar.
+_PROGRESS_MIN_BATCHES = 5
 
-def sample(generator, num_samples, seed=0, batch_size=500, progress=False):
-    """Images [num_samples, 28, 28, 1] of `generator` for z ~ N(0, I) drawn with `seed`.
 
-    Two generators with the same z_dim and seed see exactly the same latents.
+class NonFiniteSamplesError(ValueError):
+    """A generator produced NaN or Inf, which no metric can score."""
+
+
+def sample(generator, num_samples, seed=0, batch_size=500, progress=True):
+    """Float32 images [num_samples, 28, 28, 1] of `generator` for z ~ N(0, I) drawn with `seed`.
+
+    Shows a progress bar (on stderr) when `progress` is set and there are
+    enough batches for it to matter.
+
+    Raises:
+      NonFiniteSamplesError: the generator produced NaN or Inf.
     """
+    if num_samples < 1 or batch_size < 1:
+        raise ValueError(
+            f"num_samples and batch_size must be >= 1. Received: num_samples={num_samples}, batch_size={batch_size}"
+        )
     z = np.random.default_rng(seed).standard_normal((num_samples, model_io.z_dim(generator))).astype(np.float32)
-    batches = range(0, num_samples, batch_size)
-    images = [
-        np.asarray(generator(z[i : i + batch_size], training=False), np.float32)
-        for i in tqdm.tqdm(batches, desc="sampling", unit="batch", disable=not progress, leave=False)
-    ]
-    return np.concatenate(images)
+    starts = range(0, num_samples, batch_size)
+    disable = not progress or len(starts) < _PROGRESS_MIN_BATCHES
+    images = np.concatenate(
+        [
+            np.asarray(generator(z[start : start + batch_size], training=False), np.float32)
+            for start in tqdm.tqdm(starts, desc="generating", unit="batch", disable=disable, leave=False)
+        ]
+    )
+    if not np.all(np.isfinite(images)):
+        raise NonFiniteSamplesError(f"Generator {generator.name!r} produced NaN or Inf images: it cannot be scored.")
+    return images
 
 
 class Evaluator:
-    """Holds the classifier and the real split's statistics, computed once for every generator.
+    """Holds the classifier and the real images' activations, computed once for every generator.
 
     Args:
-      classifier: a `DomainClassifier`.
-      real_images: float images [N, 28, 28, 1] in [-1, 1] of the reference split.
-      description: how the real set was chosen (written into every result).
+      classifier: a `DomainClassifier` (see `classifier.load_or_train`).
+      real_images: float images [N >= 2, 28, 28, 1] in [-1, 1] of the reference split.
+      real_split: which split `real_images` are (written into every result).
+      batch_size: images per forward pass of the generator and the classifier.
     """
 
-    def __init__(self, classifier, real_images, description="test split"):
+    def __init__(self, classifier, real_images, real_split="test", batch_size=500):
+        if len(real_images) < 2:
+            raise ValueError(f"FID and KID need at least 2 real images. Received: {len(real_images)}.")
         self.classifier = classifier
-        self.real_description = description
+        self.real_split = real_split
+        self.batch_size = batch_size
         self.num_real = len(real_images)
-        self.real_features, self.real_probs = classifier.features_and_probs(real_images)
+        self.real_features, _ = classifier.features_and_probs(real_images, batch_size)
 
     def score_images(self, images):
-        """FID, KID and classifier score of float images [N, 28, 28, 1] in [-1, 1]."""
-        features, probs = self.classifier.features_and_probs(images)
-        kid_mean, kid_std = metrics.kernel_distance(features, self.real_features)
+        """Scores float images [N >= 2, 28, 28, 1] in [-1, 1] against the real split.
+
+        Returns:
+          A dict: `fid`, `kid` (mean over subsets), `kid_std`,
+          `classifier_score`, `num_samples` (N), `num_real`, `real_split`.
+        """
+        if len(images) < 2:
+            raise ValueError(f"FID and KID need at least 2 samples. Received: {len(images)}.")
+        features, probs = self.classifier.features_and_probs(images, self.batch_size)
+        kid, kid_std = metrics.kernel_distance(features, self.real_features)
         return {
             "fid": metrics.frechet_distance(features, self.real_features),
-            "kid": kid_mean,
+            "kid": kid,
             "kid_std": kid_std,
             "classifier_score": metrics.classifier_score(probs),
             "num_samples": len(images),
             "num_real": self.num_real,
-            "real_set": self.real_description,
+            "real_split": self.real_split,
         }
 
     def evaluate(self, generator, num_samples=10_000, seed=0, progress=True):
-        """Scores `generator` on `num_samples` samples (latents drawn with `seed`)."""
-        result = self.score_images(sample(generator, num_samples, seed, progress=progress))
-        result.update(params=int(generator.count_params()), seed=seed)
+        """`score_images` of `num_samples` samples of `generator`, plus its `params` and the `seed`."""
+        images = sample(generator, num_samples, seed, self.batch_size, progress)
+        result = self.score_images(images)
+        result.update(params=model_io.count_params(generator), seed=seed)
         return result
+
+
+def evaluate_generator(generator, classifier, real_images_float, num_samples=10_000, batch_size=500, seed=0):
+    """Scores one generator; to score several against one split, build one `Evaluator` instead."""
+    return Evaluator(classifier, real_images_float, batch_size=batch_size).evaluate(generator, num_samples, seed)

@@ -13,6 +13,10 @@ final activation runs in float32 so mixed precision never leaks into outputs.
 Discriminators return one *logit* per image: D(x) = sigmoid(logit), and the
 losses take logits so that the sigmoid is computed stably inside them. Their
 penultimate activations are a named layer, `features`, for feature-level losses.
+
+`make_encoder(kind, z_dim, width, depth)` builds a VAE encoder on the
+discriminator's trunk, images → [mean, log_var]; the VAE's decoder is
+`make_generator` itself, so a VAE decoder meets the generator contract.
 """
 
 import math
@@ -22,6 +26,8 @@ from keras import layers
 
 KINDS = ("dense", "conv")
 IMAGE_SHAPE = (28, 28, 1)
+# The generator's final tanh layer; `with_pre_activation` reads its input.
+IMAGES_LAYER = "images"
 
 # Sizes at width=1, depth=None (the defaults below).
 _DENSE_UNITS = 128
@@ -71,31 +77,86 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
             x = layers.BatchNormalization(name=f"conv_14_{i}_bn")(x)
             x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
         x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
-    images = layers.Activation("tanh", dtype="float32", name="images")(x)
+    images = layers.Activation("tanh", dtype="float32", name=IMAGES_LAYER)(x)
     return keras.Model(z, images, name=name)
+
+
+def _downsample(images, kind, width, depth):
+    """The image → flat feature trunk shared by discriminators and encoders.
+
+    `dense`: 784 → `depth` leaky-ReLU hidden layers of the dense generator's
+    width; `conv`: two stride-2 convolutions 28×28 → 14×14 → 7×7, mirroring the DCGAN
+    generator's upsampling (depth adds stride-1 blocks at 14×14).
+    """
+    if kind == "dense":
+        x = layers.Flatten(name="flatten")(images)
+        for i in range(_DENSE_DEPTH if depth is None else depth):
+            x = layers.Dense(_channels(_DENSE_UNITS, width), name=f"dense_{i}")(x)
+            x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
+        return x
+    c14 = _channels(_CONV_CHANNELS, width)
+    x = layers.Conv2D(c14, 4, strides=2, padding="same", name="down_14")(images)
+    x = layers.LeakyReLU(0.2, name="down_14_lrelu")(x)
+    for i in range(_CONV_DEPTH if depth is None else depth):
+        x = layers.Conv2D(c14, 3, padding="same", name=f"conv_14_{i}")(x)
+        x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
+    x = layers.Conv2D(2 * c14, 4, strides=2, padding="same", name="down_7")(x)
+    x = layers.LeakyReLU(0.2, name="down_7_lrelu")(x)
+    return layers.Flatten(name="flatten")(x)
 
 
 def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.3, name="discriminator"):
     """Returns a Keras discriminator images [N, 28, 28, 1] → logits [N, 1] (D = sigmoid)."""
     _check_size(kind, width, depth)
     images = keras.Input(IMAGE_SHAPE, name="images")
-    if kind == "dense":
-        x = layers.Flatten(name="flatten")(images)
-        for i in range(_DENSE_DEPTH if depth is None else depth):
-            x = layers.Dense(_channels(_DENSE_UNITS, width), name=f"dense_{i}")(x)
-            x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
-    else:
-        c14 = _channels(_CONV_CHANNELS, width)
-        x = layers.Conv2D(c14, 4, strides=2, padding="same", name="down_14")(images)
-        x = layers.LeakyReLU(0.2, name="down_14_lrelu")(x)
-        for i in range(_CONV_DEPTH if depth is None else depth):
-            x = layers.Conv2D(c14, 3, padding="same", name=f"conv_14_{i}")(x)
-            x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
-        x = layers.Conv2D(2 * c14, 4, strides=2, padding="same", name="down_7")(x)
-        x = layers.LeakyReLU(0.2, name="down_7_lrelu")(x)
-        x = layers.Flatten(name="flatten")(x)
-    x = layers.Activation("linear", name="features")(x)
+    x = layers.Activation("linear", name="features")(_downsample(images, kind, width, depth))
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     logits = layers.Dense(1, dtype="float32", name="logits")(x)
     return keras.Model(images, logits, name=name)
+
+
+def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder"):
+    """Returns a Keras VAE encoder images [N, 28, 28, 1] → [mean, log_var], each [N, z_dim].
+
+    The trunk is the discriminator's (`dense`: 784 → hidden layers; `conv`: the
+    stride-2 downsampling to 7×7); two linear heads give the mean and the log
+    variance of the diagonal Gaussian q(z|x). Both heads run in float32: the
+    KL term exponentiates log_var, which overflows float16 early in training.
+    """
+    _check_size(kind, width, depth)
+    if z_dim <= 0:
+        raise ValueError(f"z_dim must be positive. Received: z_dim={z_dim}")
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = _downsample(images, kind, width, depth)
+    mean = layers.Dense(z_dim, dtype="float32", name="mean")(x)
+    log_var = layers.Dense(z_dim, dtype="float32", name="log_var")(x)
+    return keras.Model(images, [mean, log_var], name=name)
+
+
+def with_pre_activation(generator):
+    """A view of `generator` returning [a, images], where images = tanh(a).
+
+    Shares every layer (and weight) with `generator`, so one forward pass gives
+    both. A Bernoulli likelihood on [0, 1] pixels needs logits, and since
+    tanh(a) = 2·sigmoid(2a) − 1, the logits of (images + 1) / 2 are exactly 2a;
+    recovering them as atanh(images) instead would be infinite wherever tanh
+    saturates in float32.
+
+    Raises:
+      ValueError: `generator` has no final tanh layer named `images` (the
+        layout of `make_generator`).
+    """
+    try:
+        layer = generator.get_layer(IMAGES_LAYER)
+    except ValueError:
+        layer = None
+    if layer is None or getattr(layer, "activation", None) is not keras.activations.tanh:
+        raise ValueError(
+            f"Expected a generator from make_generator, ending in a tanh Activation layer named "
+            f"{IMAGES_LAYER!r}. Received: model {generator.name!r} with layers "
+            f"{[layer.name for layer in generator.layers[-3:]]} at the end."
+        )
+    return keras.Model(
+        generator.inputs[0], [layer.input, generator.outputs[0]], name=f"{generator.name}_with_logits"
+    )

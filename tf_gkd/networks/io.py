@@ -1,11 +1,23 @@
-"""Saving and loading models: atomic writes, safe loads, the generator contract."""
+"""Saving and loading models: atomic writes, safe loads, the generator contract.
 
+A generator, to tf_gkd, is any Keras model with one input z `[N, z_dim]` and
+one output, images `[N, 28, 28, 1]` in [-1, 1]: evaluation and distillation
+accept every `.keras` file meeting that contract, whichever code built it.
+`load_generator` checks the contract up front so that a wrong file fails with
+a message naming it, not with a shape error deep inside a metric.
+"""
+
+import math
 import os
-import tempfile
+import uuid
+import zipfile
 
 import keras
 
 IMAGE_SHAPE = (28, 28, 1)
+GENERATOR_FILE = "generator.keras"
+# The generator of a run directory, by the kind of run that wrote it.
+RUN_GENERATOR_FILES = (GENERATOR_FILE, "decoder.keras", "student.keras")
 
 
 class GeneratorLoadError(ValueError):
@@ -15,13 +27,14 @@ class GeneratorLoadError(ValueError):
 def save_model_atomic(model, path):
     """Saves `model` as a `.keras` file at `path` without ever leaving half a file there.
 
-    The model is written to a temporary file in the same directory (same file
-    system) and renamed over `path`, which is atomic on POSIX.
+    The model is written to a temporary `.keras` file in the same directory
+    (same file system) and renamed over `path`, which is atomic on POSIX: a crash
+    mid-save leaves the previous file, if any, intact.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=".tmp-", dir=directory)
-    os.close(fd)
+    # A unique name, created by Keras itself so that the file gets the usual permissions.
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}.keras")
     try:
         model.save(tmp)
         os.replace(tmp, path)
@@ -33,32 +46,50 @@ def save_model_atomic(model, path):
 def load_generator(path):
     """Loads a generator saved by tf_gkd (or any Keras model meeting the contract).
 
-    `path` is a `.keras` file, or a run directory holding `generator.keras`.
-    Loading uses `safe_mode=True`: nothing is unpickled.
+    `path` is a `.keras` file, or a run directory holding one of
+    `RUN_GENERATOR_FILES` (a GAN's generator, a VAE's decoder, a student).
+    Loading uses `safe_mode=True` (nothing is unpickled) and `compile=False`
+    (a generator is only ever called).
 
     Raises:
-      GeneratorLoadError: naming `path` and what is wrong with it.
+      GeneratorLoadError: naming the file and what is wrong with it.
     """
     if os.path.isdir(path):
-        path = os.path.join(path, "generator.keras")
+        found = [os.path.join(path, f) for f in RUN_GENERATOR_FILES if os.path.exists(os.path.join(path, f))]
+        if not found:
+            raise GeneratorLoadError(
+                f"{path} is a directory without any of {', '.join(RUN_GENERATOR_FILES)}: "
+                "pass a finished run directory or a generator .keras file."
+            )
+        path = found[0]
     if not os.path.exists(path):
         raise GeneratorLoadError(f"No generator at {path}: the file does not exist.")
+    if not path.endswith(".keras"):
+        raise GeneratorLoadError(f"{path} is not a .keras file: save the generator with model.save('name.keras').")
+    # Keras reports a corrupt archive as "File not found", which misleads; say it plainly.
+    if not zipfile.is_zipfile(path):
+        raise GeneratorLoadError(f"{path} is not a valid .keras archive (truncated or corrupt file?).")
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # Keras raises many types for a bad file; all mean the same here.
-        raise GeneratorLoadError(f"{path} is not a loadable Keras model ({type(e).__name__}: {e}).") from None
-    inputs, outputs = model.inputs, model.outputs
-    if len(inputs) != 1 or len(inputs[0].shape) != 2:
+    except Exception as e:  # Keras raises many types for a bad archive; all mean the same here.
+        raise GeneratorLoadError(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: {e}).") from None
+    if not isinstance(model, keras.Model):
+        raise GeneratorLoadError(f"{path} holds a {type(model).__name__}, not a Keras model.")
+    inputs, outputs = model.inputs or [], model.outputs or []
+    if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[1] is None:
         shapes = [tuple(x.shape) for x in inputs]
         raise GeneratorLoadError(f"{path}: a generator takes one input z [N, z_dim]; this model takes {shapes}.")
     if len(outputs) != 1 or tuple(outputs[0].shape[1:]) != IMAGE_SHAPE:
         shapes = [tuple(x.shape) for x in outputs]
-        raise GeneratorLoadError(
-            f"{path}: a generator returns images [N, 28, 28, 1]; this model returns {shapes}."
-        )
+        raise GeneratorLoadError(f"{path}: a generator returns images [N, 28, 28, 1]; this model returns {shapes}.")
     return model
 
 
 def z_dim(generator):
     """Latent size of a generator, read off its input shape."""
     return int(generator.inputs[0].shape[-1])
+
+
+def count_params(model):
+    """Number of scalars in `model`'s weights, trainable or not (what its file stores)."""
+    return int(sum(math.prod(w.shape) for w in model.weights))

@@ -39,8 +39,8 @@ class NanGuard(keras.callbacks.Callback):
         if bad:
             raise NonFiniteLossError(
                 f"Non-finite loss at step {int(self.model.step)}: {bad}. Training stopped; the "
-                "last good checkpoint is intact. Lower the learning rates, or try "
-                "--loss=wasserstein / --mixed_precision=off."
+                "last good checkpoint is intact. Lower the learning rates (--g_learning_rate, "
+                "--d_learning_rate) or train in float32 (--mixed_precision=off)."
             )
 
 
@@ -79,7 +79,8 @@ class SummaryWriter(keras.callbacks.Callback):
         self.z = z
         self.log_every = log_every
         self.sample_every = sample_every
-        # Optional callable step -> {name: images [N, H, W, C] in [-1, 1]} of model-specific grids.
+        # Optional callable step -> {name: images [N, H, W, C] in [-1, 1]} of model-specific
+        # grids, written to TensorBoard and as samples/<name>_step_*.png.
         self.extra_images = extra_images
         self._last = None
         self._log_step = None
@@ -113,9 +114,12 @@ class SummaryWriter(keras.callbacks.Callback):
             for name, images in grids.items():
                 tf.summary.image(name, image_utils.make_grid(images)[None], step=step)
         self.writer.flush()
-        image_utils.save_grid_png(
-            grids["samples"], os.path.join(self.samples_dir, f"step_{step:07d}.png"), title=f"step {step}"
-        )
+        for name, images in grids.items():
+            # samples/step_*.png for the samples, samples/<name>_step_*.png for the extras.
+            prefix = "" if name == "samples" else f"{name}_"
+            image_utils.save_grid_png(
+                images, os.path.join(self.samples_dir, f"{prefix}step_{step:07d}.png"), title=f"{name}, step {step}"
+            )
 
     def on_train_end(self, logs=None):
         self.writer.flush()

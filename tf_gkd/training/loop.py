@@ -50,7 +50,8 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
         batches it has already seen.
       config: the run's `TrainConfig`.
       final_models: {file name: Keras model} written at the end, atomically.
-      extra_images: optional callable step -> {name: images}, more TensorBoard grids.
+      extra_images: optional callable step -> {name: images}, more grids for
+        TensorBoard and `samples/<name>_step_*.png`.
 
     Raises:
       NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.

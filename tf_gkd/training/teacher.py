@@ -8,6 +8,8 @@ from tf_gkd.networks import factory
 from tf_gkd.training import config as config_lib
 from tf_gkd.training import gan as gan_lib
 from tf_gkd.training import loop
+from tf_gkd.training import vae as vae_lib
+from tf_gkd.training import vae_report
 
 
 def set_precision(policy):
@@ -23,10 +25,11 @@ def make_optimizer(learning_rate, config):
     return optimizer
 
 
-def load_train_data(config):
+def load_split(config, split):
+    """(uint8 images, int64 labels) of a split of the config's dataset."""
     raw_dir = datasets.resolve_raw_dir(config.dataset, config.raw_data_dir)
     return datasets.load_numpy(
-        config.dataset, "train", data_dir=config.data_dir, raw_dir=raw_dir, download=config.download
+        config.dataset, split, data_dir=config.data_dir, raw_dir=raw_dir, download=config.download
     )
 
 
@@ -61,12 +64,40 @@ def build_gan(config):
     return model
 
 
+def build_vae(config):
+    """The VAE of `config`, compiled; `generator_*` configure the decoder."""
+    keras.utils.set_random_seed(config.seed)
+    encoder = factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth)
+    decoder = factory.make_generator(
+        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
+    )
+    model = vae_lib.VAE(
+        encoder,
+        decoder,
+        beta=config.beta,
+        likelihood=config.likelihood,
+        gaussian_sigma=config.gaussian_sigma,
+        seed=config.seed,
+    )
+    model.compile(
+        optimizer=make_optimizer(config.g_learning_rate, config),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
 def train(config, workdir):
     """Trains (or resumes) the teacher of `config` in `workdir`; returns the model."""
     config_lib.write_or_check(config, workdir)
     set_precision(config.mixed_precision)
-    images, labels = load_train_data(config)
+    images, labels = load_split(config, "train")
     logging.info("Loaded %s: %d training images.", config.dataset, len(images))
+    return _TRAINERS[config.model](config, workdir, images, labels)
+
+
+def _train_gan(config, workdir, images, labels):
+    """The GAN branch of `train`."""
     model = build_gan(config)
     logging.info(
         "Generator %s: %d parameters; discriminator: %d.",
@@ -82,3 +113,39 @@ def train(config, workdir):
         final_models={"generator.keras": model.ema_generator, "discriminator.keras": model.discriminator},
     )
     return model
+
+
+def _train_vae(config, workdir, images, labels):
+    """The VAE branch of `train`: fit, then the held-out evaluation and latent pictures."""
+    model = build_vae(config)
+    logging.info(
+        "VAE: %s encoder, %d parameters; %s decoder: %d.",
+        config.encoder_kind,
+        model.encoder.count_params(),
+        config.generator_kind,
+        model.decoder.count_params(),
+    )
+    test_images, test_labels = load_split(config, "test")
+    test_images = datasets.to_float(test_images).numpy()
+    # Each tile of the reconstruction grid holds two images: num_samples images in all.
+    shown = test_images[: max(1, config.num_samples // 2)]
+    loop.fit(
+        model,
+        lambda seed: datasets.train_dataset(images, labels, config.batch_size, seed),
+        config,
+        workdir,
+        final_models={"decoder.keras": model.decoder, "encoder.keras": model.encoder},
+        extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown)},
+    )
+    vae_report.write_report(
+        model,
+        workdir,
+        test_images,
+        test_labels,
+        f"{config.dataset} test split",
+        label_names=datasets.label_names(config.dataset, config.data_dir),
+    )
+    return model
+
+
+_TRAINERS = {"gan": _train_gan, "vae": _train_vae}

@@ -1,0 +1,33 @@
+"""Custom Keras layers of tf_gkd, registered so that saved models load in safe mode."""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="tf_gkd")
+class Sampling(keras.layers.Layer):
+    """Draws z = mean + exp(log_var / 2) · ε, ε ~ N(0, I): the reparameterisation trick.
+
+    Writing the sample as a deterministic function of (mean, log_var) and
+    independent noise lets gradients of a loss on z reach the encoder.
+
+    Args:
+      seed: seed of the layer's `keras.random.SeedGenerator`. Its state is a
+        variable (`seed_generator.state`), so a checkpoint that saves it
+        resumes the same noise sequence.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        epsilon = keras.random.normal(keras.ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        return mean + keras.ops.exp(0.5 * log_var) * epsilon
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
