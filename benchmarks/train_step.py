@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.training import config as config_lib  # noqa: E402
-from tf_gkd.training import teacher  # noqa: E402
+from tf_gkd.training import runs  # noqa: E402
 import reference  # noqa: E402  (benchmarks/reference.py)
 
 flags.DEFINE_integer("steps", 200, "Timed train steps per repeat.")
@@ -54,8 +54,8 @@ def tf_gkd(images, labels, batch_size, kind, mixed_precision):
         sample_every=10,
         checkpoint_every=10,
     )
-    teacher.set_precision(mixed_precision)
-    model = teacher.build_gan(config)
+    runs.set_precision(mixed_precision)
+    model = runs.build_gan(config)
     return model, datasets.train_dataset(images, labels, batch_size, seed=0)
 
 

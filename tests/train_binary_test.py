@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd.training import callbacks, config as config_lib, loop, teacher
+from tf_gkd.training import callbacks, config as config_lib, loop, runs
 
 pytestmark = pytest.mark.slow
 
@@ -136,12 +136,12 @@ def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_data_dir, tmp_pa
         discriminator_width=0.25, batch_size=8, train_steps=10, log_every=5, sample_every=5,
         checkpoint_every=5, num_samples=4,
     )
-    teacher.train(config, workdir)
+    runs.train(config, workdir)
     checkpoint_files = {f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
                         for f in os.listdir(os.path.join(workdir, "checkpoints"))}
 
     longer = config_lib.TrainConfig(**{**config.__dict__, "train_steps": 20})
-    model = teacher.build_gan(longer)
+    model = runs.build_gan(longer)
     nan_images = np.full((64, 28, 28, 1), np.nan, np.float32)
     make_dataset = lambda seed: tf.data.Dataset.from_tensors((nan_images[:8], np.zeros(8))).repeat()  # noqa: E731
     with pytest.raises(callbacks.NonFiniteLossError, match="last good checkpoint"):

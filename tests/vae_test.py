@@ -14,7 +14,7 @@ from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 from tf_gkd.networks import layers as gkd_layers
 from tf_gkd.training import config as config_lib
-from tf_gkd.training import teacher
+from tf_gkd.training import runs
 from tf_gkd.training import vae as vae_lib
 from tf_gkd.training import vae_report
 from train_binary_test import gkd_train, latest_step
@@ -193,7 +193,7 @@ def vae_2d_run(tiny_data_dir, tmp_path_factory):
         encoder_width=0.25, generator_width=0.25, batch_size=16, train_steps=10, steps_per_execution=5,
         log_every=5, sample_every=10, checkpoint_every=10, num_samples=8,
     )
-    return teacher.train(config, workdir), workdir
+    return runs.train(config, workdir), workdir
 
 
 def test_vae_run_directory(vae_2d_run):

@@ -1,9 +1,14 @@
-"""gkd-train: trains a teacher generative model in a run directory.
+"""gkd-train and gkd-distill: train a teacher, or distil it into a student, in a run directory.
 
     gkd-train --model=gan --workdir=runs/teacher --flagfile=flags/quickstart.cfg
     gkd-train --model=vae --workdir=runs/vae --flagfile=flags/fashion_mnist_vae.cfg
+    gkd-distill --teacher=runs/teacher --workdir=runs/student --flagfile=flags/distill_20x.cfg
+    gkd-distill --teacher=runs/teacher --workdir=runs/baseline --flagfile=flags/distill_20x.cfg --baseline
 
-Re-running on the same --workdir resumes from its last checkpoint.
+gkd-distill is gkd-train with --model=distill, the student sized by --student_kind,
+--student_width and --student_depth (aliases of the generator_* flags), and the
+teacher's dataset by default; --baseline trains the same student from scratch as a
+plain GAN instead. Re-running on the same --workdir resumes from its last checkpoint.
 """
 
 import dataclasses
@@ -12,18 +17,22 @@ import sys
 from absl import app, flags, logging
 
 from tf_gkd.data import datasets
+from tf_gkd.distillation import teacher as teacher_lib
+from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import gan as gan_losses
 from tf_gkd.losses import vae as vae_losses
 from tf_gkd.networks import factory
+from tf_gkd.networks import io as model_io
 from tf_gkd.training import callbacks
 from tf_gkd.training import config as config_lib
-from tf_gkd.training import teacher
+from tf_gkd.training import runs
 
 _DEFAULTS = config_lib.TrainConfig()
 
 flags.DEFINE_enum(
     "model", _DEFAULTS.model, config_lib.MODELS,
-    "What to train: gan, or vae (the generator_* flags then configure its decoder).",
+    "What to train: gan, vae (the generator_* flags then configure its decoder), or distill "
+    "(a student generator of the generator_* flags; see gkd-distill).",
 )
 flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, TensorBoard, samples, models.")
 # Data.
@@ -59,6 +68,31 @@ flags.DEFINE_float(
     "gaussian_sigma", _DEFAULTS.gaussian_sigma, "Fixed sigma of the gaussian likelihood, on [0, 1] pixels (> 0)."
 )
 flags.DEFINE_float("beta", _DEFAULTS.beta, "Weight of the VAE's KL term (1: the ELBO).", lower_bound=0)
+# Distillation (model=distill).
+flags.DEFINE_string("teacher", None, "Run directory of the teacher (a finished gkd-train run).")
+flags.DEFINE_boolean(
+    "init_discriminator", _DEFAULTS.init_discriminator, "Start the student's discriminator from the teacher's."
+)
+flags.DEFINE_enum("pixel_loss", _DEFAULTS.pixel_loss, distill_losses.PIXEL_LOSSES, "Pixel mimicry loss.")
+flags.DEFINE_float("pixel_weight", _DEFAULTS.pixel_weight, "Weight of pixel mimicry.", lower_bound=0)
+flags.DEFINE_float(
+    "adversarial_weight", _DEFAULTS.adversarial_weight, "λ: weight of the adversarial term (0: no GAN loss).",
+    lower_bound=0,
+)
+flags.DEFINE_float(
+    "feature_weight", _DEFAULTS.feature_weight, "Weight of discriminator-feature mimicry.", lower_bound=0
+)
+flags.DEFINE_float(
+    "posterior_fraction", _DEFAULTS.posterior_fraction,
+    "VAE teachers: share of each batch with z from the teacher encoder's posterior on real images.",
+    lower_bound=0, upper_bound=1,
+)
+flags.DEFINE_integer(
+    "offline_pairs", _DEFAULTS.offline_pairs,
+    "Offline distillation: write this many (z, teacher image) pairs first, then train from them alone "
+    "(0: query the teacher online).",
+    lower_bound=0,
+)
 # Optimisation.
 flags.DEFINE_enum("loss", _DEFAULTS.loss, gan_losses.LOSSES, "GAN loss.")
 flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps, "Discriminator updates per generator update.", lower_bound=1)
@@ -97,30 +131,69 @@ flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in each sampl
 FLAGS = flags.FLAGS
 
 
-def config_from_flags():
-    """The `TrainConfig` given by the parsed flags; invalid combinations are usage errors."""
+def config_from_flags(**overrides):
+    """The `TrainConfig` given by the parsed flags and `overrides`; invalid combinations are usage errors."""
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.TrainConfig)}
+    values.update(overrides)
     try:
         return config_lib.TrainConfig(**values)
     except config_lib.ConfigError as e:
         raise app.UsageError(str(e)) from None
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = config_from_flags()
+_ERRORS = (
+    datasets.DataError,
+    config_lib.ConfigError,
+    callbacks.NonFiniteLossError,
+    teacher_lib.TeacherError,
+    model_io.GeneratorLoadError,
+)
+
+
+def _train(config):
     try:
-        teacher.train(config, FLAGS.workdir)
-    except (datasets.DataError, config_lib.ConfigError, callbacks.NonFiniteLossError) as e:
+        runs.train(config, FLAGS.workdir)
+    except _ERRORS as e:
         logging.error("%s", e)
         sys.exit(1)
     logging.info("Done: %s", FLAGS.workdir)
 
 
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    _train(config_from_flags())
+
+
+def distill_main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS["model"].present:
+        raise app.UsageError("gkd-distill trains students: drop --model (--baseline trains one from scratch).")
+    overrides = {"model": "gan" if FLAGS.baseline else "distill"}
+    if FLAGS.teacher and not FLAGS["dataset"].present:
+        try:
+            overrides["dataset"] = teacher_lib.read_config(FLAGS.teacher).get("dataset")
+        except teacher_lib.TeacherError as e:
+            logging.error("%s", e)
+            sys.exit(1)
+    _train(config_from_flags(**overrides))
+
+
 def run():
     flags.mark_flag_as_required("workdir")
     app.run(main)
+
+
+def run_distill():
+    for role in ("kind", "width", "depth"):
+        flags.DEFINE_alias(f"student_{role}", f"generator_{role}")
+    flags.DEFINE_boolean(
+        "baseline", False, "Train the student architecture from scratch as a plain GAN (no teacher), for comparison."
+    )
+    flags.mark_flag_as_required("workdir")
+    flags.mark_flag_as_required("teacher")
+    app.run(distill_main)
 
 
 if __name__ == "__main__":

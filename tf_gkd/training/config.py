@@ -5,11 +5,12 @@ import json
 import os
 
 from tf_gkd.data import datasets
+from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import gan as gan_losses
 from tf_gkd.losses import vae as vae_losses
 from tf_gkd.networks import factory
 
-MODELS = ("gan", "vae")
+MODELS = ("gan", "vae", "distill")
 MIXED_PRECISION = ("off", "mixed_float16", "mixed_bfloat16")
 
 # Fields that define what is being trained; a resumed run must agree on them.
@@ -25,6 +26,10 @@ _IDENTITY_FIELDS = (
 _MODEL_IDENTITY_FIELDS = {
     "gan": ("discriminator_kind", "discriminator_width", "discriminator_depth", "loss"),
     "vae": ("encoder_kind", "encoder_width", "encoder_depth", "likelihood", "beta", "gaussian_sigma"),
+    "distill": (
+        "teacher", "discriminator_kind", "discriminator_width", "discriminator_depth", "loss", "init_discriminator",
+        "pixel_loss", "pixel_weight", "adversarial_weight", "feature_weight", "posterior_fraction", "offline_pairs",
+    ),
 }
 
 
@@ -59,6 +64,16 @@ class TrainConfig:
     likelihood: str = "bernoulli"
     gaussian_sigma: float = 0.1
     beta: float = 1.0
+    # Distillation (model=distill): the generator_* fields configure the student; z_dim and
+    # dataset are the teacher's. L = pixel_weight·pixel + adversarial_weight·L_GAN + feature_weight·features.
+    teacher: str | None = None
+    init_discriminator: bool = False
+    pixel_loss: str = "l1"
+    pixel_weight: float = 1.0
+    adversarial_weight: float = 0.1
+    feature_weight: float = 0.0
+    posterior_fraction: float = 0.5
+    offline_pairs: int = 0
     # Optimisation.
     loss: str = "non_saturating"
     d_steps: int = 1
@@ -103,6 +118,24 @@ class TrainConfig:
             self.gaussian_sigma > 0, f"gaussian_sigma must be positive. Received: gaussian_sigma={self.gaussian_sigma}"
         )
         require(self.beta >= 0, f"beta must be >= 0. Received: beta={self.beta}")
+        require(
+            self.pixel_loss in distill_losses.PIXEL_LOSSES,
+            f"pixel_loss must be one of {distill_losses.PIXEL_LOSSES}. Received: pixel_loss={self.pixel_loss!r}",
+        )
+        for name in ("pixel_weight", "adversarial_weight", "feature_weight", "offline_pairs"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0. Received: {name}={getattr(self, name)}")
+        require(
+            0.0 <= self.posterior_fraction <= 1.0,
+            f"posterior_fraction must be in [0, 1]. Received: posterior_fraction={self.posterior_fraction}",
+        )
+        if self.model == "distill":
+            require(bool(self.teacher), "Distillation needs a teacher: pass --teacher=RUN_DIR of a gkd-train run.")
+            require(self.d_steps == 1, f"Distillation takes one discriminator step per step. Received: d_steps={self.d_steps}")
+            require(
+                self.offline_pairs == 0 or self.offline_pairs >= self.batch_size,
+                f"offline_pairs must be 0 (online) or at least one batch ({self.batch_size}). "
+                f"Received: offline_pairs={self.offline_pairs}",
+            )
         for role in ("generator", "discriminator", "encoder"):
             kind = getattr(self, f"{role}_kind")
             width = getattr(self, f"{role}_width")

@@ -20,6 +20,15 @@ from tf_gkd.networks import io as model_io
 from tf_gkd.training import callbacks as cb
 
 
+def latents(num, z_dim, seed):
+    """The standard-normal latents [num, z_dim] (float32) of `seed`.
+
+    The first n rows do not depend on `num`, so the fixed sample grid of a run
+    (n = num_samples, seed = the run's seed) is the start of any longer series.
+    """
+    return np.random.default_rng(seed).standard_normal((num, z_dim)).astype(np.float32)
+
+
 def checkpoint_dir(workdir):
     return os.path.join(workdir, "checkpoints")
 
@@ -66,7 +75,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
                 f"of steps_per_execution={config.steps_per_execution}. Resume with the run's own "
                 "--steps_per_execution."
             )
-        z = np.random.default_rng(config.seed).standard_normal((config.num_samples, model.z_dim)).astype("float32")
+        z = latents(config.num_samples, model.z_dim, config.seed)
         callbacks = [
             cb.NanGuard(),  # Before the checkpoint: a NaN step must never be saved.
             cb.PeriodicCheckpoint(manager, config.checkpoint_every),

@@ -1,0 +1,176 @@
+"""Generator distillation: loss terms by hand, the frozen teacher, learning, offline pairs."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_gkd.distillation import generator as distill_lib
+from tf_gkd.distillation import pairs as pairs_lib
+from tf_gkd.losses import distill as losses
+from tf_gkd.networks import factory
+from tf_gkd.training import loop
+
+REAL = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
+Z_DIM = 8
+
+
+def tiny_teacher(seed=1):
+    keras.utils.set_random_seed(seed)
+    return factory.make_generator("dense", z_dim=Z_DIM, width=0.2, name="teacher")
+
+
+def tiny_distiller(teacher=None, adversarial_weight=0.0, feature_weight=0.0, **kwargs):
+    keras.utils.set_random_seed(2)
+    teacher = teacher or tiny_teacher()
+    student = factory.make_generator("dense", z_dim=Z_DIM, width=0.05, name="student")
+    uses_d = adversarial_weight > 0 or feature_weight > 0
+    discriminator = factory.make_discriminator("dense", width=0.1) if uses_d else None
+    model = distill_lib.GeneratorDistiller(
+        teacher,
+        student,
+        discriminator,
+        adversarial_weight=adversarial_weight,
+        feature_weight=feature_weight,
+        seed=0,
+        **kwargs,
+    )
+    model.compile(
+        g_optimizer=keras.optimizers.Adam(3e-3),
+        d_optimizer=keras.optimizers.Adam(1e-3) if uses_d else None,
+    )
+    return model
+
+
+def fit(model, steps, data=None):
+    data = data or {"real": REAL}
+    return model.fit(tf.data.Dataset.from_tensors(data).repeat(), steps_per_epoch=steps, verbose=0, shuffle=False)
+
+
+# Loss terms on hand-made tensors.
+S = tf.constant([[0.5, -1.0], [0.0, 1.0]])
+T = tf.constant([[0.0, -1.0], [1.0, 1.0]])
+
+
+def test_pixel_losses_by_hand():
+    assert float(losses.l1_loss(S, T)) == pytest.approx((0.5 + 0 + 1 + 0) / 4)
+    assert float(losses.mse_loss(S, T)) == pytest.approx((0.25 + 0 + 1 + 0) / 4)
+    assert losses.pixel_loss("l1") is losses.l1_loss and losses.pixel_loss("mse") is losses.mse_loss
+    with pytest.raises(ValueError, match="Unknown pixel loss.*'l3'"):
+        losses.pixel_loss("l3")
+
+
+def test_feature_loss_by_hand_and_only_moves_the_student():
+    student, teacher = tf.Variable(S), tf.Variable(T)
+    with tf.GradientTape() as tape:
+        loss = losses.feature_loss(student, teacher)
+    assert float(loss) == pytest.approx(1.25 / 4)
+    grad_student, grad_teacher = tape.gradient(loss, [student, teacher])
+    np.testing.assert_allclose(grad_student, 2 * (S - T) / 4)
+    assert grad_teacher is None
+
+
+def test_psnr_by_hand():
+    teacher = np.zeros((2, 4, 4, 1), np.float32)
+    student = teacher + np.array([0.2, 0.0], np.float32)[:, None, None, None]
+    psnr = losses.psnr(student, teacher).numpy()
+    assert psnr[0] == pytest.approx(10 * np.log10(4 / 0.04), rel=1e-5)  # (max 2)² / mse, in dB.
+    assert psnr[1] == pytest.approx(100.0)  # Identical images: capped, finite.
+
+
+# The distiller.
+
+
+def test_teacher_is_frozen_bit_for_bit():
+    teacher = tiny_teacher()
+    before = [w.copy() for w in teacher.get_weights()]
+    model = tiny_distiller(teacher, adversarial_weight=0.1, feature_weight=1.0)
+    student_before = [w.copy() for w in model.generator.get_weights()]
+    fit(model, 5)
+    for b, a in zip(before, teacher.get_weights()):
+        np.testing.assert_array_equal(b, a)
+    assert any(not np.array_equal(b, a) for b, a in zip(student_before, model.generator.get_weights()))
+    assert not teacher.trainable
+
+
+def test_mimicry_steps_lower_the_pixel_loss_on_fixed_latents():
+    model = tiny_distiller()
+    z = loop.latents(64, Z_DIM, seed=5)
+    target = model.teacher(z)
+
+    def pixel():
+        return float(losses.l1_loss(model.generator(z, training=False), target))
+
+    before = pixel()
+    history = fit(model, 60)
+    assert pixel() < 0.7 * before
+    # Pure mimicry logs no adversarial metrics: there is no discriminator.
+    assert set(history.history) == {"loss", "pixel", "psnr"}
+
+
+def test_adversarial_and_feature_terms_are_logged_and_weighted():
+    model = tiny_distiller(adversarial_weight=0.5, feature_weight=2.0, pixel_weight=3.0)
+    logs = fit(model, 1).history
+    total = 3.0 * logs["pixel"][0] + 0.5 * logs["adversarial"][0] + 2.0 * logs["feature"][0]
+    assert logs["loss"][0] == pytest.approx(total, rel=1e-5)
+    assert {"d_loss", "d_real", "d_fake"} <= set(logs)
+
+
+def test_offline_batches_train_without_a_teacher():
+    teacher = tiny_teacher()
+    z = loop.latents(16, Z_DIM, seed=3)
+    offline = {"real": REAL, "z": z, "teacher": np.asarray(teacher(z))}
+    model = tiny_distiller(teacher)
+    model.teacher = None
+    logs = fit(model, 3, offline).history
+    assert np.isfinite(logs["pixel"]).all()
+    with pytest.raises(ValueError, match="every batch must bring its targets"):
+        model.train_step({"real": tf.constant(REAL)})
+
+
+def test_vae_teacher_posterior_latents():
+    keras.utils.set_random_seed(3)
+    encoder = factory.make_encoder("dense", z_dim=Z_DIM, width=0.1)
+    # A posterior with σ = e^-10: its samples are its means.
+    log_var = encoder.get_layer("log_var")
+    log_var.set_weights([np.zeros_like(log_var.kernel), np.full(Z_DIM, -20.0, np.float32)])
+    model = tiny_distiller(teacher_encoder=encoder, posterior_fraction=0.5)
+    encoder_before = [w.copy() for w in encoder.get_weights()]
+    z, target = model._targets({"real": tf.constant(REAL)})
+    mean, _ = encoder(REAL)
+    assert z.shape == (16, Z_DIM) and target.shape == (16, 28, 28, 1)
+    # The first half of the batch comes from the posteriors of the real images, the rest from the prior.
+    np.testing.assert_allclose(z[:8], mean[:8], atol=1e-3)
+    assert np.abs(np.asarray(z[8:]) - np.asarray(mean[8:])).mean() > 0.3
+    np.testing.assert_allclose(target, model.teacher(z), atol=1e-6)
+    fit(model, 2)
+    for b, a in zip(encoder_before, encoder.get_weights()):
+        np.testing.assert_array_equal(b, a)
+
+
+def test_bad_distiller_arguments():
+    teacher, student = tiny_teacher(), factory.make_generator("dense", z_dim=Z_DIM, width=0.05)
+    with pytest.raises(ValueError, match="need a discriminator"):
+        distill_lib.GeneratorDistiller(teacher, student, None, adversarial_weight=0.1)
+    with pytest.raises(ValueError, match="same z: teacher z_dim=8, student z_dim=4"):
+        distill_lib.GeneratorDistiller(teacher, factory.make_generator("dense", z_dim=4, width=0.05))
+    with pytest.raises(ValueError, match="posterior_fraction"):
+        distill_lib.GeneratorDistiller(teacher, student, posterior_fraction=1.5)
+
+
+# Offline pairs.
+
+
+def test_offline_pairs_reproduce_the_online_targets(tmp_path):
+    teacher = tiny_teacher()
+    path = tmp_path / pairs_lib.PAIRS_FILE
+    pairs_lib.write_pairs(teacher, str(path), num_pairs=70, seed=4, batch_size=32, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [pairs_lib.PAIRS_FILE]  # No temporary file left.
+    read = list(pairs_lib.pairs_dataset(str(path), Z_DIM).as_numpy_iterator())
+    z = np.stack([r["z"] for r in read])
+    images = np.stack([r["teacher"] for r in read])
+    np.testing.assert_array_equal(z, loop.latents(70, Z_DIM, seed=4))
+    # Images are stored as float16: 11 significant bits.
+    np.testing.assert_allclose(images, np.asarray(teacher(z)), atol=1e-3)
+    # The fixed sample grid of a run with the same seed is the start of the pairs.
+    np.testing.assert_array_equal(z[:16], loop.latents(16, Z_DIM, seed=4))

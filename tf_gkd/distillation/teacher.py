@@ -1,0 +1,83 @@
+"""Finding and checking a teacher: the run directory of a finished `gkd-train` run.
+
+Everything that can be wrong with a teacher (a missing or unfinished run, a
+file that is not a generator, another dataset) is found here, before any
+training starts, and reported with the path and what to do.
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+from tf_gkd.networks import io as model_io
+
+ENCODER_FILE = "encoder.keras"
+DISCRIMINATOR_FILE = "discriminator.keras"
+
+
+class TeacherError(ValueError):
+    """The --teacher path is not a usable teacher run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A teacher run: its configuration, generator and (when it has them) encoder and discriminator."""
+
+    run_dir: str
+    config: dict
+    generator: keras.Model
+    encoder: keras.Model | None
+    discriminator_path: str | None
+
+    @property
+    def z_dim(self):
+        return model_io.z_dim(self.generator)
+
+
+def read_config(run_dir):
+    """The `config.json` of the run at `run_dir`, as a dict."""
+    if not os.path.isdir(run_dir):
+        raise TeacherError(
+            f"Teacher {run_dir} is not a directory: pass --teacher=RUN_DIR, the --workdir of a gkd-train run."
+        )
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise TeacherError(f"Teacher {run_dir} has no config.json: it is not a gkd-train run directory.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_teacher(run_dir, dataset):
+    """Loads the teacher of `run_dir` for a student trained on `dataset`.
+
+    Raises:
+      TeacherError: naming the path and what is wrong, for a missing directory,
+        an unfinished run, a file that breaks the generator contract, or a
+        teacher of another dataset.
+    """
+    config = read_config(run_dir)
+    if config.get("dataset") != dataset:
+        raise TeacherError(
+            f"Teacher {run_dir} was trained on {config.get('dataset')!r}, not {dataset!r}: "
+            f"distil on the teacher's dataset (--dataset={config.get('dataset')})."
+        )
+    try:
+        generator = model_io.load_generator(run_dir)
+    except model_io.GeneratorLoadError as e:
+        raise TeacherError(f"{e} If its training is unfinished, finish it first (re-run gkd-train on it).") from None
+    generator.trainable = False
+    encoder = None
+    encoder_path = os.path.join(run_dir, ENCODER_FILE)
+    if os.path.exists(encoder_path):
+        encoder = keras.saving.load_model(encoder_path, safe_mode=True, compile=False)
+        encoder.trainable = False
+    discriminator_path = os.path.join(run_dir, DISCRIMINATOR_FILE)
+    return Teacher(
+        run_dir=run_dir,
+        config=config,
+        generator=generator,
+        encoder=encoder,
+        discriminator_path=discriminator_path if os.path.exists(discriminator_path) else None,
+    )

@@ -1,0 +1,274 @@
+"""Training runs from a `TrainConfig` (teachers and students): data, networks, model, run directory."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tf_gkd.data import datasets
+from tf_gkd.distillation import generator as distill_lib
+from tf_gkd.distillation import pairs as pairs_lib
+from tf_gkd.distillation import teacher as teacher_lib
+from tf_gkd.networks import factory
+from tf_gkd.training import config as config_lib
+from tf_gkd.training import gan as gan_lib
+from tf_gkd.training import loop
+from tf_gkd.training import vae as vae_lib
+from tf_gkd.training import vae_report
+
+
+def set_precision(policy):
+    """Sets Keras's global dtype policy ('off' means float32)."""
+    keras.mixed_precision.set_global_policy("float32" if policy == "off" else policy)
+
+
+def make_optimizer(learning_rate, config):
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    if config.mixed_precision == "mixed_float16":
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def load_split(config, split):
+    """(uint8 images, int64 labels) of a split of the config's dataset."""
+    raw_dir = datasets.resolve_raw_dir(config.dataset, config.raw_data_dir)
+    return datasets.load_numpy(
+        config.dataset, split, data_dir=config.data_dir, raw_dir=raw_dir, download=config.download
+    )
+
+
+def build_gan(config):
+    """The GAN of `config`, compiled."""
+    keras.utils.set_random_seed(config.seed)
+    generator = factory.make_generator(
+        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth
+    )
+    discriminator = factory.make_discriminator(
+        config.discriminator_kind,
+        config.discriminator_width,
+        config.discriminator_depth,
+        dropout=config.discriminator_dropout,
+    )
+    model = gan_lib.GAN(
+        generator,
+        discriminator,
+        loss=config.loss,
+        d_steps=config.d_steps,
+        gp_weight=config.gp_weight,
+        ema_decay=config.ema_decay,
+        real_label=config.real_label,
+        seed=config.seed,
+    )
+    model.compile(
+        g_optimizer=make_optimizer(config.g_learning_rate, config),
+        d_optimizer=make_optimizer(config.d_learning_rate, config),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
+def build_vae(config):
+    """The VAE of `config`, compiled; `generator_*` configure the decoder."""
+    keras.utils.set_random_seed(config.seed)
+    encoder = factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth)
+    decoder = factory.make_generator(
+        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
+    )
+    model = vae_lib.VAE(
+        encoder,
+        decoder,
+        beta=config.beta,
+        likelihood=config.likelihood,
+        gaussian_sigma=config.gaussian_sigma,
+        seed=config.seed,
+    )
+    model.compile(
+        optimizer=make_optimizer(config.g_learning_rate, config),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
+def train(config, workdir):
+    """Trains (or resumes) the model of `config` in `workdir`; returns it.
+
+    Raises:
+      ConfigError, DataError, TeacherError, GeneratorLoadError: before training
+        starts, when the configuration, the data or the teacher is unusable.
+      NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
+    """
+    teacher = None
+    if config.model == "distill":
+        # The student takes the teacher's z; checked before anything is written.
+        teacher = teacher_lib.load_teacher(config.teacher, config.dataset)
+        if config.init_discriminator and teacher.discriminator_path is None:
+            raise teacher_lib.TeacherError(
+                f"Teacher {teacher.run_dir} has no {teacher_lib.DISCRIMINATOR_FILE} to start from "
+                "(a VAE run has none): drop --init_discriminator."
+            )
+        if config.z_dim != teacher.z_dim:
+            logging.info("Student z_dim set to the teacher's, %d.", teacher.z_dim)
+            config = dataclasses.replace(config, z_dim=teacher.z_dim)
+    config_lib.write_or_check(config, workdir)
+    set_precision(config.mixed_precision)
+    images, labels = load_split(config, "train")
+    logging.info("Loaded %s: %d training images.", config.dataset, len(images))
+    if teacher is not None:
+        return _train_distill(config, workdir, images, labels, teacher)
+    return _TRAINERS[config.model](config, workdir, images, labels)
+
+
+def _train_gan(config, workdir, images, labels):
+    """The GAN branch of `train`."""
+    model = build_gan(config)
+    logging.info(
+        "Generator %s: %d parameters; discriminator: %d.",
+        config.generator_kind,
+        model.generator.count_params(),
+        model.discriminator.count_params(),
+    )
+    loop.fit(
+        model,
+        lambda seed: datasets.train_dataset(images, labels, config.batch_size, seed),
+        config,
+        workdir,
+        final_models={"generator.keras": model.ema_generator, "discriminator.keras": model.discriminator},
+    )
+    return model
+
+
+def _train_vae(config, workdir, images, labels):
+    """The VAE branch of `train`: fit, then the held-out evaluation and latent pictures."""
+    model = build_vae(config)
+    logging.info(
+        "VAE: %s encoder, %d parameters; %s decoder: %d.",
+        config.encoder_kind,
+        model.encoder.count_params(),
+        config.generator_kind,
+        model.decoder.count_params(),
+    )
+    test_images, test_labels = load_split(config, "test")
+    test_images = datasets.to_float(test_images).numpy()
+    # Each tile of the reconstruction grid holds two images: num_samples images in all.
+    shown = test_images[: max(1, config.num_samples // 2)]
+    loop.fit(
+        model,
+        lambda seed: datasets.train_dataset(images, labels, config.batch_size, seed),
+        config,
+        workdir,
+        final_models={"decoder.keras": model.decoder, "encoder.keras": model.encoder},
+        extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown)},
+    )
+    vae_report.write_report(
+        model,
+        workdir,
+        test_images,
+        test_labels,
+        f"{config.dataset} test split",
+        label_names=datasets.label_names(config.dataset, config.data_dir),
+    )
+    return model
+
+
+def build_distiller(config, teacher):
+    """The `GeneratorDistiller` of `config` for a `teacher_lib.Teacher`, compiled.
+
+    `teacher.generator` is None in offline mode; the discriminator (needed by the
+    adversarial and feature terms) starts from the teacher's with `init_discriminator`.
+    """
+    keras.utils.set_random_seed(config.seed)
+    student = factory.make_generator(
+        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
+    )
+    discriminator = None
+    if config.adversarial_weight > 0 or config.feature_weight > 0:
+        if config.init_discriminator:
+            discriminator = keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False)
+        else:
+            discriminator = factory.make_discriminator(
+                config.discriminator_kind,
+                config.discriminator_width,
+                config.discriminator_depth,
+                dropout=config.discriminator_dropout,
+            )
+    model = distill_lib.GeneratorDistiller(
+        teacher.generator,
+        student,
+        discriminator,
+        teacher_encoder=teacher.encoder,
+        pixel_loss=config.pixel_loss,
+        pixel_weight=config.pixel_weight,
+        adversarial_weight=config.adversarial_weight,
+        feature_weight=config.feature_weight,
+        posterior_fraction=config.posterior_fraction,
+        loss=config.loss,
+        ema_decay=config.ema_decay,
+        real_label=config.real_label,
+        seed=config.seed,
+    )
+    model.compile(
+        g_optimizer=make_optimizer(config.g_learning_rate, config),
+        d_optimizer=make_optimizer(config.d_learning_rate, config) if discriminator is not None else None,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
+def _train_distill(config, workdir, images, labels, teacher):
+    """The distillation branch of `train`: online, or offline from a file of teacher pairs."""
+    fixed_z = loop.latents(config.num_samples, config.z_dim, config.seed)
+    if config.offline_pairs:
+        path = os.path.join(workdir, pairs_lib.PAIRS_FILE)
+        if not os.path.exists(path):
+            logging.info("Writing %d teacher pairs to %s.", config.offline_pairs, path)
+            pairs_lib.write_pairs(teacher.generator, path, config.offline_pairs, config.seed)
+        # The first pairs are the fixed grid's (same latents); from here on the teacher is not used.
+        pairs = pairs_lib.pairs_dataset(path, config.z_dim)
+        teacher_grid = np.stack([p["teacher"] for p in pairs.take(config.num_samples).as_numpy_iterator()])
+        teacher = dataclasses.replace(teacher, generator=None, encoder=None)
+    else:
+        teacher_grid = np.asarray(teacher.generator(fixed_z, training=False))
+    model = build_distiller(config, teacher)
+    logging.info(
+        "Student %s: %d parameters; teacher: %s.",
+        config.generator_kind,
+        model.generator.count_params(),
+        config.teacher,
+    )
+
+    def make_dataset(seed):
+        real = datasets.train_dataset(images, labels, config.batch_size, seed).map(lambda x, y: {"real": x})
+        if not config.offline_pairs:
+            return real
+        targets = (
+            pairs.cache()
+            .shuffle(min(config.offline_pairs, 50_000), seed=seed)
+            .repeat()
+            .batch(config.batch_size, drop_remainder=True)
+        )
+        both = tf.data.Dataset.zip(real, targets).map(lambda r, t: {**r, **t})
+        return both.prefetch(tf.data.AUTOTUNE)
+
+    def side_by_side(step):
+        student = np.asarray(model.generate(fixed_z))
+        return {"teacher_vs_student": np.concatenate([teacher_grid, student], axis=2)}
+
+    loop.fit(
+        model,
+        make_dataset,
+        config,
+        workdir,
+        final_models={"student.keras": model.ema_generator},
+        extra_images=side_by_side,
+    )
+    return model
+
+
+_TRAINERS = {"gan": _train_gan, "vae": _train_vae}
