@@ -32,7 +32,7 @@ flags.DEFINE_integer("steps", 200, "Timed train steps per repeat.")
 flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
 flags.DEFINE_integer("batch_size", 64, "Batch size of every variant.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
-flags.DEFINE_enum("kind", "conv", factory.KINDS, "Network kind of generator and discriminator.")
+flags.DEFINE_enum("kind", "conv", factory.TRUNK_KINDS, "Network kind of generator and discriminator.")
 FLAGS = flags.FLAGS
 
 

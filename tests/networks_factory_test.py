@@ -15,7 +15,7 @@ def test_generator_contract(kind):
     assert np.all(np.abs(images) <= 1.0)
 
 
-@pytest.mark.parametrize("kind", factory.KINDS)
+@pytest.mark.parametrize("kind", factory.TRUNK_KINDS)
 def test_discriminator_gives_one_logit_and_features(kind):
     d = factory.make_discriminator(kind, width=0.25)
     logits = np.asarray(d(np.zeros((2, 28, 28, 1), "float32")))
@@ -44,3 +44,25 @@ def test_bad_sizes_are_rejected(bad):
         factory.make_generator(**bad)
     with pytest.raises(ValueError, match="Received"):
         factory.make_discriminator(**bad)
+
+
+def test_conv_teacher_layout_and_conv4_student_sizes():
+    teacher = factory.make_generator("conv")
+    assert teacher.count_params() == 784_641  # The default teacher; saved runs depend on this layout.
+    assert [layer.name for layer in teacher.layers if layer.count_params()] == [
+        "project", "project_bn", "up_14", "up_14_bn", "up_28"
+    ]
+    # conv4: 4×4 → 7×7 → 14×14 → 28×28, 16 channels at width 0.25 (the 20x student).
+    student = factory.make_generator("conv4", width=0.25)
+    stages = ["to_4x4", "up_7_lrelu", "up_14_lrelu", "images"]
+    assert [tuple(student.get_layer(name).output.shape[1:]) for name in stages] == [
+        (4, 4, 16), (7, 7, 16), (14, 14, 16), (28, 28, 1)
+    ]
+    assert 20 < teacher.count_params() / student.count_params() < 25
+
+
+def test_conv4_is_a_generator_kind_only():
+    with pytest.raises(ValueError, match="Received: kind='conv4'"):
+        factory.make_discriminator("conv4")
+    with pytest.raises(ValueError, match="Received: kind='conv4'"):
+        factory.make_encoder("conv4")

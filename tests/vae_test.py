@@ -35,7 +35,7 @@ def images(n=8, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", factory.KINDS)
+@pytest.mark.parametrize("kind", factory.TRUNK_KINDS)
 def test_encoder_decoder_and_sampling_shapes(kind):
     encoder = factory.make_encoder(kind, z_dim=5, width=0.25)
     mean, log_var = encoder(images(3))

@@ -50,14 +50,14 @@ flags.DEFINE_integer("z_dim", _DEFAULTS.z_dim, "Latent size.", lower_bound=1)
 flags.DEFINE_enum("generator_kind", _DEFAULTS.generator_kind, factory.KINDS, "Generator architecture.")
 flags.DEFINE_float("generator_width", _DEFAULTS.generator_width, "Generator width multiplier (> 0).")
 flags.DEFINE_integer("generator_depth", None, "Generator depth (default: the kind's own).", lower_bound=0)
-flags.DEFINE_enum("discriminator_kind", _DEFAULTS.discriminator_kind, factory.KINDS, "Discriminator architecture.")
+flags.DEFINE_enum("discriminator_kind", _DEFAULTS.discriminator_kind, factory.TRUNK_KINDS, "Discriminator architecture.")
 flags.DEFINE_float("discriminator_width", _DEFAULTS.discriminator_width, "Discriminator width multiplier (> 0).")
 flags.DEFINE_integer("discriminator_depth", None, "Discriminator depth (default: the kind's own).", lower_bound=0)
 flags.DEFINE_float(
     "discriminator_dropout", _DEFAULTS.discriminator_dropout, "Dropout before the discriminator's logit.",
     lower_bound=0, upper_bound=0.99,
 )
-flags.DEFINE_enum("encoder_kind", _DEFAULTS.encoder_kind, factory.KINDS, "VAE encoder architecture (model=vae).")
+flags.DEFINE_enum("encoder_kind", _DEFAULTS.encoder_kind, factory.TRUNK_KINDS, "VAE encoder architecture (model=vae).")
 flags.DEFINE_float("encoder_width", _DEFAULTS.encoder_width, "VAE encoder width multiplier (> 0).")
 flags.DEFINE_integer("encoder_depth", None, "VAE encoder depth (default: the kind's own).", lower_bound=0)
 flags.DEFINE_enum(
@@ -104,6 +104,10 @@ flags.DEFINE_float(
     lower_bound=0,
 )
 flags.DEFINE_float("d_learning_rate", _DEFAULTS.d_learning_rate, "Discriminator Adam learning rate.", lower_bound=0)
+flags.DEFINE_enum(
+    "lr_decay", _DEFAULTS.lr_decay, config_lib.LR_DECAYS,
+    "Learning-rate schedule: none (constant) or cosine (to 0 at --train_steps).",
+)
 flags.DEFINE_float("beta_1", _DEFAULTS.beta_1, "Adam beta_1.", lower_bound=0, upper_bound=1)
 flags.DEFINE_float("beta_2", _DEFAULTS.beta_2, "Adam beta_2.", lower_bound=0, upper_bound=1)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.", lower_bound=1)
@@ -188,6 +192,9 @@ def run():
 def run_distill():
     for role in ("kind", "width", "depth"):
         flags.DEFINE_alias(f"student_{role}", f"generator_{role}")
+    # The 20x student of the default teacher (flags/distill_20x.cfg), not a teacher-sized one.
+    flags.FLAGS.set_default("generator_kind", "conv4")
+    flags.FLAGS.set_default("generator_width", 0.25)
     flags.DEFINE_boolean(
         "baseline", False, "Train the student architecture from scratch as a plain GAN (no teacher), for comparison."
     )

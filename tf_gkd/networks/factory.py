@@ -6,7 +6,12 @@
   depth is the number of hidden layers);
 - `conv`: a DCGAN: z → dense projection to 7×7 feature maps → two stride-2
   transposed convolutions to 28×28 (width scales every channel count, depth adds
-  stride-1 convolution blocks at 14×14).
+  stride-1 convolution blocks at 14×14);
+- `conv4`: the DCGAN paper's layout, z → dense projection to 4×4 → 7×7 → 14×14
+  → 28×28 with the same channel count at every stage. Its projection costs a
+  third of `conv`'s per channel (16 positions instead of 49), and that projection
+  is most of a small generator's parameters: at ~35k parameters a `conv4` student
+  of the `conv` teacher reaches FID 19.5 where a `conv` student gets 30.1.
 
 Every generator maps z `[N, z_dim]` to images `[N, 28, 28, 1]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
@@ -24,7 +29,9 @@ import math
 import keras
 from keras import layers
 
-KINDS = ("dense", "conv")
+KINDS = ("dense", "conv", "conv4")  # Generator kinds.
+# Discriminators and encoders come in the two trunks; `conv4` generators pair with `conv` ones.
+TRUNK_KINDS = ("dense", "conv")
 IMAGE_SHAPE = (28, 28, 1)
 # The generator's final tanh layer; `with_pre_activation` reads its input.
 IMAGES_LAYER = "images"
@@ -34,15 +41,16 @@ _DENSE_UNITS = 128
 _DENSE_DEPTH = 2
 _CONV_CHANNELS = 64  # Channels of the 14×14 stage; the 7×7 stage has twice as many.
 _CONV_DEPTH = 0
+_CONV4_CHANNELS = 64  # Channels of every conv4 stage.
 
 
 def _channels(base, width):
     return max(1, int(round(base * width)))
 
 
-def _check_size(kind, width, depth):
-    if kind not in KINDS:
-        raise ValueError(f"Unknown network kind. Expected one of {KINDS}. Received: kind={kind!r}")
+def _check_size(kind, width, depth, kinds=KINDS):
+    if kind not in kinds:
+        raise ValueError(f"Unknown network kind. Expected one of {kinds}. Received: kind={kind!r}")
     if not width > 0:
         raise ValueError(f"width must be positive. Received: width={width}")
     if depth is not None and depth < 0:
@@ -62,23 +70,43 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
             x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
         x = layers.Dense(math.prod(IMAGE_SHAPE), name="to_pixels")(x)
         x = layers.Reshape(IMAGE_SHAPE, name="to_image")(x)
-    else:
+    elif kind == "conv":
         c14 = _channels(_CONV_CHANNELS, width)
-        c7 = 2 * c14
-        x = layers.Dense(7 * 7 * c7, use_bias=False, name="project")(z)
-        x = layers.BatchNormalization(name="project_bn")(x)
-        x = layers.LeakyReLU(0.2, name="project_lrelu")(x)
-        x = layers.Reshape((7, 7, c7), name="to_7x7")(x)
-        x = layers.Conv2DTranspose(c14, 4, strides=2, padding="same", use_bias=False, name="up_14")(x)
-        x = layers.BatchNormalization(name="up_14_bn")(x)
-        x = layers.LeakyReLU(0.2, name="up_14_lrelu")(x)
-        for i in range(_CONV_DEPTH if depth is None else depth):
-            x = layers.Conv2D(c14, 3, padding="same", use_bias=False, name=f"conv_14_{i}")(x)
-            x = layers.BatchNormalization(name=f"conv_14_{i}_bn")(x)
-            x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
+        x = _upsample_block(_project(z, (7, 7, 2 * c14)), c14, "up_14")
+        x = _blocks_14(x, c14, depth)
+    else:
+        c = _channels(_CONV4_CHANNELS, width)
+        x = _project(z, (4, 4, c))
+        x = _upsample_block(x, c, "up_7", strides=1, padding="valid")  # 4 + 4 - 1 = 7.
+        x = _blocks_14(_upsample_block(x, c, "up_14"), c, depth)
+    if kind != "dense":
         x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
     images = layers.Activation("tanh", dtype="float32", name=IMAGES_LAYER)(x)
     return keras.Model(z, images, name=name)
+
+
+def _project(z, shape):
+    """z → dense projection → BN → leaky ReLU, reshaped to feature maps of `shape`."""
+    x = layers.Dense(math.prod(shape), use_bias=False, name="project")(z)
+    x = layers.BatchNormalization(name="project_bn")(x)
+    x = layers.LeakyReLU(0.2, name="project_lrelu")(x)
+    return layers.Reshape(shape, name=f"to_{shape[0]}x{shape[1]}")(x)
+
+
+def _upsample_block(x, channels, name, strides=2, padding="same"):
+    """4×4 transposed convolution → BN → leaky ReLU."""
+    x = layers.Conv2DTranspose(channels, 4, strides=strides, padding=padding, use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
+
+
+def _blocks_14(x, channels, depth):
+    """`depth` stride-1 3×3 convolution blocks at 14×14 (the kinds' default depth: none)."""
+    for i in range(_CONV_DEPTH if depth is None else depth):
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv_14_{i}")(x)
+        x = layers.BatchNormalization(name=f"conv_14_{i}_bn")(x)
+        x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
+    return x
 
 
 def _downsample(images, kind, width, depth):
@@ -107,7 +135,7 @@ def _downsample(images, kind, width, depth):
 
 def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.3, name="discriminator"):
     """Returns a Keras discriminator images [N, 28, 28, 1] → logits [N, 1] (D = sigmoid)."""
-    _check_size(kind, width, depth)
+    _check_size(kind, width, depth, TRUNK_KINDS)
     images = keras.Input(IMAGE_SHAPE, name="images")
     x = layers.Activation("linear", name="features")(_downsample(images, kind, width, depth))
     if dropout:
@@ -124,7 +152,7 @@ def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder"):
     variance of the diagonal Gaussian q(z|x). Both heads run in float32: the
     KL term exponentiates log_var, which overflows float16 early in training.
     """
-    _check_size(kind, width, depth)
+    _check_size(kind, width, depth, TRUNK_KINDS)
     if z_dim <= 0:
         raise ValueError(f"z_dim must be positive. Received: z_dim={z_dim}")
     images = keras.Input(IMAGE_SHAPE, name="images")

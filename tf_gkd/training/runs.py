@@ -25,7 +25,10 @@ def set_precision(policy):
     keras.mixed_precision.set_global_policy("float32" if policy == "off" else policy)
 
 
-def make_optimizer(learning_rate, config):
+def make_optimizer(learning_rate, config, updates_per_step=1):
+    """Adam of `config`; with `lr_decay=cosine` its rate decays to 0 over the run's updates."""
+    if config.lr_decay == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.train_steps * updates_per_step)
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     if config.mixed_precision == "mixed_float16":
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
@@ -65,7 +68,7 @@ def build_gan(config):
     )
     model.compile(
         g_optimizer=make_optimizer(config.g_learning_rate, config),
-        d_optimizer=make_optimizer(config.d_learning_rate, config),
+        d_optimizer=make_optimizer(config.d_learning_rate, config, updates_per_step=config.d_steps),
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
