@@ -81,7 +81,8 @@ class TrainConfig:
     gp_weight: float = 10.0
     real_label: float = 1.0
     ema_decay: float = 0.999
-    # A generator learning rate 4x the discriminator's: FID 17.9 after 3,000 steps vs 36.6 at 2e-4.
+    # A generator learning rate 4x the discriminator's: FID 17.9 after 3,000 steps vs 36.6 at 2e-4
+    # (scored by the first, 88.9 % domain classifier; 16.75 by the current one).
     g_learning_rate: float = 8e-4
     d_learning_rate: float = 2e-4
     lr_decay: str = "none"

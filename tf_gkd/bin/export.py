@@ -1,0 +1,111 @@
+"""gkd-export: a generator as SavedModel and verified TFLite files for mobile, with a report.
+
+    gkd-export --generator=runs/quickstart --name=quickstart     # → saved_models/quickstart/
+
+Writes `saved_model/`, `model_{fp32,fp16,dynamic,int8}.tflite` and
+`export_report.json` (sizes, differences from Keras, operators, LiteRT latency,
+FID with the gkd-evaluate evaluator). Every TFLite file is run with LiteRT and
+compared with the Keras generator; past its tolerance the export fails and
+nothing is left at --export_dir.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from tf_gkd.data import datasets
+from tf_gkd.evaluation import classifier as classifier_lib
+from tf_gkd.evaluation import evaluate
+from tf_gkd.export import exporter, runtime, tflite
+from tf_gkd.networks import io as model_io
+
+flags.DEFINE_string("generator", None, "A generator .keras file, or a run directory (its generator.keras, decoder.keras or student.keras).")
+flags.DEFINE_string("name", None, "Name of the export (its directory under saved_models/ by default).")
+flags.DEFINE_string("export_dir", None, "Destination directory (default: saved_models/<name>).")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
+flags.DEFINE_list(
+    "variants", list(tflite.VARIANTS), f"Comma-separated TFLite variants to write, of {','.join(tflite.VARIANTS)}."
+)
+flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
+flags.DEFINE_enum("dataset", "fashion_mnist", datasets.DATASETS, "Dataset whose test split is the FID reference.")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: tfds's own).")
+flags.DEFINE_string(
+    "raw_data_dir",
+    None,
+    "Directory with the four raw IDX .gz files to prepare the dataset from, offline "
+    "(default for fashion_mnist: /usr/share/datasets/fashion-mnist, from Debian's dataset-fashion-mnist).",
+)
+flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the data (needs internet).")
+flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.")
+flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored for each FID.", lower_bound=2)
+flags.DEFINE_integer("seed", 0, "Seed of the FID latents: the same seed gives every model the same z.")
+FLAGS = flags.FLAGS
+
+
+def _evaluator():
+    """The gkd-evaluate evaluator of --dataset (its test split, its cached domain classifier)."""
+    raw_dir = datasets.resolve_raw_dir(FLAGS.dataset, FLAGS.raw_data_dir)
+    test_images, _ = datasets.load_numpy(FLAGS.dataset, "test", FLAGS.data_dir, raw_dir, FLAGS.download)
+    classifier = classifier_lib.load_or_train(
+        FLAGS.dataset, FLAGS.classifier_dir, FLAGS.data_dir, raw_dir, FLAGS.download
+    )
+    return evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), f"{FLAGS.dataset} test")
+
+
+def _fid(entry):
+    return f"{entry['fid']:8.3f}" if "fid" in entry else f"{'skipped':>8s}"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.name or os.sep in FLAGS.name or FLAGS.name in (".", ".."):
+        raise app.UsageError(f"--name must be a plain name, not a path. Received: --name={FLAGS.name!r}")
+    export_dir = FLAGS.export_dir or os.path.join("saved_models", FLAGS.name)
+    variants = list(dict.fromkeys(FLAGS.variants))  # In the given order, once each.
+    if not variants or not set(variants) <= set(tflite.VARIANTS):
+        raise app.UsageError(
+            f"--variants must be some of {','.join(tflite.VARIANTS)}. Received: --variants={','.join(variants)}"
+        )
+    try:
+        exporter.check_destination(export_dir, FLAGS.overwrite)  # First: a refusal costs nothing.
+        generator = model_io.load_generator(FLAGS.generator)
+        evaluator = None if FLAGS.skip_fid else _evaluator()
+        report = exporter.export_generator(
+            generator, export_dir, FLAGS.name, variants, FLAGS.overwrite, evaluator, FLAGS.num_samples, FLAGS.seed
+        )
+    except (
+        exporter.ExportError,
+        runtime.TFLiteLoadError,
+        model_io.GeneratorLoadError,
+        datasets.DataError,
+        classifier_lib.ClassifierError,
+        evaluate.NonFiniteSamplesError,
+        OSError,
+    ) as e:
+        logging.error("%s", e)
+        sys.exit(1)
+
+    print(f"{'file':22s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
+          f"{'ms/image b1':>12s} {'ms/image b64':>13s}")
+    print(f"{'keras generator':22s} {'':>10s} {'':>13s} {'':>14s} {_fid(report['keras'])}")
+    for entry in report["tflite"].values():
+        latency = entry["latency_ms_per_image"]
+        print(f"{entry['file']:22s} {entry['size_bytes']:10d} {entry['max_abs_diff']:13.3g} "
+              f"{entry['mean_abs_diff']:14.3g} {_fid(entry)} "
+              f"{latency['batch_1']:12.4g} {latency['batch_64']:13.4g}")
+    if "fid_setup" in report:
+        setup = report["fid_setup"]
+        print(f"FID: {setup['num_samples']} samples (seed {setup['seed']}) vs {setup['real_split']} "
+              f"({setup['num_real']} images), {setup['extractor']}.")
+    print(f"Exported to {export_dir}")
+
+
+def run():
+    flags.mark_flags_as_required(["generator", "name"])
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

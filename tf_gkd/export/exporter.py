@@ -1,0 +1,195 @@
+"""An export directory: SavedModel, verified TFLite variants and their report, put in place atomically.
+
+    saved_models/<name>/
+      saved_model/          serving_default: z → float images; serving_uint8: z → uint8 images
+      model_<variant>.tflite
+      export_report.json    per file: size, SHA-256, differences from Keras, operators, latency, FID
+
+Everything is written to a temporary directory beside the destination and
+renamed into place only once every file has passed its verification, so a
+failed or interrupted export leaves nothing where a user would load from, and
+an export being replaced stays intact until the new one is complete.
+"""
+
+import datetime
+import importlib.metadata
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+from absl import logging
+
+from tf_gkd.export import runtime
+from tf_gkd.export import tflite
+from tf_gkd.export.tflite import ExportError
+from tf_gkd.networks import io as model_io
+
+# The fixed latents every file is compared with Keras on.
+VERIFY_SAMPLES = 256
+VERIFY_SEED = 10_000
+# Latency is timed at one image per call (an app drawing one sample) and in batches.
+LATENCY_BATCH_SIZES = (1, 64)
+LATENCY_THREADS = 1
+# Each latency is the median of the calls made in at least this time (see runtime.latency_ms_per_image).
+LATENCY_MIN_SECONDS = 0.5
+# What of an `Evaluator` score goes into the report.
+_SCORES = ("fid", "kid", "kid_std", "classifier_score")
+
+
+def check_destination(export_dir, overwrite):
+    """Raises ExportError unless `export_dir` is free, or is an export that `overwrite` allows replacing.
+
+    A directory that is not an export (no `export_report.json`, not empty) is
+    never replaced, so a mistyped --export_dir cannot wipe unrelated files.
+    """
+    if not os.path.lexists(export_dir):
+        return
+    if not overwrite:
+        raise ExportError(
+            f"{export_dir} already exists: pass --overwrite to replace it, or choose another --export_dir."
+        )
+    if not os.path.isdir(export_dir) or (
+        os.listdir(export_dir) and not os.path.exists(os.path.join(export_dir, runtime.REPORT_FILE))
+    ):
+        raise ExportError(
+            f"{export_dir} exists and is not an export directory (no {runtime.REPORT_FILE}): it is never "
+            "replaced, even with --overwrite. Choose another --export_dir."
+        )
+
+
+def _dir_size(directory):
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(directory) for f in files)
+
+
+def _versions():
+    return {p: importlib.metadata.version(p) for p in ("tensorflow", "keras", "ai-edge-litert")}
+
+
+def _write_files(generator, directory, name, variants, evaluator, num_samples, seed):
+    """Writes and verifies every file in `directory`; returns the report (also written there)."""
+    z_dim = model_io.z_dim(generator)
+    model = tflite.float32_copy(generator)
+    z = runtime.latents(VERIFY_SAMPLES, z_dim, VERIFY_SEED)
+    reference = np.asarray(model(z, training=False))
+    report = {
+        "name": name,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "z_dim": z_dim,
+        "params": model_io.count_params(generator),
+        "verification": {
+            "num_latents": VERIFY_SAMPLES, "seed": VERIFY_SEED, "reference": "the Keras generator in float32"
+        },
+        # A mixed-precision generator is exported in float32: how far that is from the model as trained.
+        "keras": {
+            "dtype_policies": sorted({layer.dtype_policy.name for layer in generator.layers}),
+            "float32_copy": tflite.differences(reference, generator(z, training=False)),
+        },
+    }
+    if evaluator is not None:
+        scores = evaluator.evaluate(generator, num_samples, seed, progress=False)
+        report["fid_setup"] = {
+            "extractor": f"tf_gkd domain classifier (test accuracy {evaluator.classifier.info.get('test_accuracy')})",
+            **{k: scores[k] for k in ("num_samples", "num_real", "real_split", "seed")},
+        }
+        report["keras"].update({k: scores[k] for k in _SCORES})
+
+    saved_model = os.path.join(directory, tflite.SAVED_MODEL_DIR)
+    tflite.write_saved_model(model, saved_model)
+    report["saved_model"] = {
+        "path": tflite.SAVED_MODEL_DIR,
+        "size_bytes": _dir_size(saved_model),
+        "signatures": {
+            tflite.FLOAT_SIGNATURE: "z float32 [N, z_dim] -> images float32 [N, 28, 28, 1] in [-1, 1]",
+            tflite.UINT8_SIGNATURE: "z float32 [N, z_dim] -> images uint8 [N, 28, 28, 1] in [0, 255]",
+        },
+        **tflite.check_saved_model(saved_model, z, reference),
+    }
+
+    report["tflite"], report["sha256"] = {}, {}
+    for variant in variants:
+        file = tflite.tflite_file(variant)
+        path = os.path.join(directory, file)
+        with open(path, "wb") as f:
+            f.write(tflite.convert(saved_model, variant, z_dim))
+        entry = {
+            "file": file,
+            "size_bytes": os.path.getsize(path),
+            **tflite.verify(path, variant, z, reference),
+            "tolerance": tflite.TOLERANCES[variant],
+            "ops": runtime.op_names(path),
+        }
+        model_tflite = runtime.TFLiteGenerator(path, num_threads=LATENCY_THREADS)
+        entry["latency_ms_per_image"] = {
+            f"batch_{b}": runtime.latency_ms_per_image(model_tflite, b, min_seconds=LATENCY_MIN_SECONDS)
+            for b in LATENCY_BATCH_SIZES
+        }
+        entry["latency_threads"] = LATENCY_THREADS
+        if evaluator is not None:
+            # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
+            images = model_tflite.generate(runtime.latents(num_samples, z_dim, seed))
+            scores = evaluator.score_images(images)
+            entry.update({k: scores[k] for k in _SCORES})
+        report["tflite"][variant] = entry
+        report["sha256"][file] = runtime.sha256(path)
+        logging.info(
+            "%s: %d bytes, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.", file, entry["size_bytes"],
+            entry["max_abs_diff"], f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
+            entry["latency_ms_per_image"]["batch_1"],
+        )
+    with open(os.path.join(directory, runtime.REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def export_generator(
+    generator, export_dir, name, variants=tflite.VARIANTS, overwrite=False, evaluator=None, num_samples=10_000, seed=0
+):
+    """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
+
+    Args:
+      generator: a Keras generator z [N, z_dim] → images [N, 28, 28, 1] in [-1, 1].
+      export_dir: the destination directory.
+      name: the export's name, written into the report.
+      variants: TFLite variants, a subset of `tflite.VARIANTS`.
+      overwrite: replace an existing export at `export_dir`.
+      evaluator: an `evaluate.Evaluator` scoring the Keras generator and every
+        variant on the same `num_samples` latents drawn with `seed`; None skips FID.
+
+    Returns:
+      The report, as written.
+
+    Raises:
+      ExportError: the destination exists (without `overwrite`), a conversion
+        fails, or a file fails its verification. Nothing is then left at
+        `export_dir` (an export being replaced is kept as it was).
+    """
+    unknown = sorted(set(variants) - set(tflite.VARIANTS))
+    if unknown or not variants:
+        raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
+    check_destination(export_dir, overwrite)
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    # Same file system as the destination, so that the final rename is atomic; os.mkdir, unlike
+    # tempfile.mkdtemp (0700), gives the export the usual permissions.
+    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(export_dir))}.tmp-{uuid.uuid4().hex}")
+    os.mkdir(tmp)
+    try:
+        report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed)
+        check_destination(export_dir, overwrite)  # Again: another process may have written it meanwhile.
+        if os.path.lexists(export_dir):
+            old = tmp + ".old"
+            os.rename(export_dir, old)
+            try:
+                os.rename(tmp, export_dir)
+            except OSError:
+                os.rename(old, export_dir)  # Put the previous export back.
+                raise
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, export_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # Gone already after a successful rename.
+    return report

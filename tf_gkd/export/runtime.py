@@ -1,0 +1,157 @@
+"""Running an exported `.tflite` generator with LiteRT alone: what an app would copy.
+
+This module imports NumPy and `ai_edge_litert` only — never TensorFlow — so
+that it runs where an app runs (`gkd-sample` is built on it). A generator file
+maps z `float32 [N, z_dim]` to images `float32 [N, 28, 28, 1]` in [-1, 1];
+every variant written by gkd-export, full-integer included, keeps float input
+and output. LiteRT checks that a file is a valid TFLite flatbuffer; a file
+modified inside its weights still parses, so a file listed in the
+`export_report.json` beside it is also checked against the SHA-256 recorded
+there.
+"""
+
+import hashlib
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+IMAGE_SHAPE = (28, 28, 1)
+REPORT_FILE = "export_report.json"
+
+
+class TFLiteLoadError(ValueError):
+    """A path does not hold a usable `.tflite` generator; the message names it."""
+
+
+def latents(num, z_dim, seed):
+    """float32 z [num, z_dim] ~ N(0, I), drawn as `tf_gkd.evaluation.evaluate.sample` draws them.
+
+    The same seed thus gives a `.tflite` file exactly the latents its Keras
+    generator is scored on, so their FIDs compare like for like.
+    """
+    return np.random.default_rng(seed).standard_normal((num, z_dim)).astype(np.float32)
+
+
+def sha256(path):
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_against_report(path):
+    """Compares `path` with the SHA-256 that the `export_report.json` beside it records.
+
+    Returns:
+      True if the report lists the file and the digests match; False if there
+      is no report or it does not list the file (nothing to check against).
+
+    Raises:
+      TFLiteLoadError: the file differs from the one that was exported and verified.
+    """
+    report = os.path.join(os.path.dirname(os.path.abspath(path)), REPORT_FILE)
+    if not os.path.exists(report):
+        return False
+    with open(report) as f:
+        expected = json.load(f).get("sha256", {}).get(os.path.basename(path))
+    if expected is None:
+        return False
+    if sha256(path) != expected:
+        raise TFLiteLoadError(
+            f"{path} does not match the SHA-256 recorded in {report}: the file was modified or damaged "
+            "after export. Export it again with gkd-export."
+        )
+    return True
+
+
+class TFLiteGenerator:
+    """A `.tflite` generator run by the LiteRT interpreter, called on batches of z like a Keras model.
+
+    Args:
+      path: the `.tflite` file.
+      num_threads: CPU threads of the interpreter.
+
+    Raises:
+      TFLiteLoadError: the file is missing, not a valid TFLite model (truncated
+        or corrupt), differs from the SHA-256 of the report beside it, or is not
+        a generator z [N, z_dim] float32 → images [N, 28, 28, 1] float32.
+    """
+
+    def __init__(self, path, num_threads=1):
+        if not os.path.isfile(path):
+            raise TFLiteLoadError(f"No .tflite model at {path}: the file does not exist.")
+        check_against_report(path)
+        self.path = path
+        try:
+            self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        except ValueError as e:  # LiteRT's flatbuffer verifier rejects truncated and garbled files.
+            raise TFLiteLoadError(f"{path} is not a valid TFLite model (truncated or corrupt file?): {e}") from None
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if (
+            len(inputs) != 1
+            or len(inputs[0]["shape"]) != 2
+            or inputs[0]["dtype"] != np.float32
+            or len(outputs) != 1
+            or tuple(outputs[0]["shape"][1:]) != IMAGE_SHAPE
+            or outputs[0]["dtype"] != np.float32
+        ):
+            found = [(tuple(d["shape"]), np.dtype(d["dtype"]).name) for d in inputs + outputs]
+            raise TFLiteLoadError(
+                f"{path} is not a generator z [N, z_dim] float32 → images [N, 28, 28, 1] float32; "
+                f"its inputs and outputs are {found}."
+            )
+        self._input, self._output = inputs[0]["index"], outputs[0]["index"]
+        self.z_dim = int(inputs[0]["shape"][1])
+        self._batch = None
+
+    def __call__(self, z):
+        """Images float32 [N, 28, 28, 1] for z float32 [N, z_dim], in one interpreter invocation."""
+        z = np.asarray(z, np.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim or len(z) < 1:
+            raise ValueError(f"Expected z of shape [N >= 1, {self.z_dim}]. Received: shape {z.shape}.")
+        if len(z) != self._batch:  # Re-plan the tensors only when the batch size changes.
+            self._interpreter.resize_tensor_input(self._input, z.shape)
+            self._interpreter.allocate_tensors()
+            self._batch = len(z)
+        self._interpreter.set_tensor(self._input, z)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
+
+    def generate(self, z, batch_size=500):
+        """Images for any number of latents, `batch_size` per invocation."""
+        return np.concatenate([self(z[start : start + batch_size]) for start in range(0, len(z), batch_size)])
+
+
+def op_names(path):
+    """Sorted names of the TFLite operators in a model file (before any delegate takes them over)."""
+    interpreter = Interpreter(
+        model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # No public API lists them.
+
+
+def latency_ms_per_image(model, batch_size, min_repeats=20, min_seconds=0.5, warmup=3):
+    """Median wall time of one call of `model` on `batch_size` latents, in milliseconds per image.
+
+    `warmup` untimed calls first (allocation, caches); then at least
+    `min_repeats` calls, and more until `min_seconds` have passed, each timed
+    with `time.perf_counter`. The median over that many calls is what the
+    occasional stall of a shared machine barely moves, even for a call of
+    microseconds.
+    """
+    z = latents(batch_size, model.z_dim, seed=0)
+    for _ in range(warmup):
+        model(z)
+    times = []
+    deadline = time.perf_counter() + min_seconds
+    while len(times) < min_repeats or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        model(z)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times) / batch_size

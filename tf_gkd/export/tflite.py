@@ -1,0 +1,191 @@
+"""Converting a generator to a SavedModel and to TFLite variants, and checking them against Keras.
+
+The path that gives correct files on Keras 3: a float32 copy of the generator
+→ a SavedModel written by `keras.export.ExportArchive` →
+`tf.lite.TFLiteConverter.from_saved_model` (`from_concrete_functions` on a
+Keras 3 model leaves the weights unfrozen and yields NaN). The float32 copy
+matters: a generator trained with mixed precision computes in bfloat16, which
+the TFLite builtins do not have, and mobile CPUs run float32.
+
+Variants (all with TFLite builtin operators only, no Flex/SELECT_TF_OPS):
+- `fp32`: the float model as is;
+- `fp16`: weights stored as float16, dequantized to float32 at load;
+- `dynamic`: dynamic-range quantization, int8 weights, float activations;
+- `int8`: full integer: int8 weights and activations, their ranges
+  calibrated on a representative set of z ~ N(0, I). Input and output stay
+  float32 (a QUANTIZE and a DEQUANTIZE operator at the ends, negligible next
+  to the network): the app feeds z and reads images exactly as with the
+  other variants.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_gkd.export import runtime
+from tf_gkd.networks import io as model_io
+
+VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+SAVED_MODEL_DIR = "saved_model"
+# Signature names of the SavedModel; both take `z` and return `images`.
+FLOAT_SIGNATURE = "serving_default"
+UINT8_SIGNATURE = "serving_uint8"
+
+# Largest differences from the float32 Keras generator a variant may show on
+# the verification latents, on images in [-1, 1] (a grey level is 2/255 ≈ 0.008).
+# About twice the largest measured on this project's six trained generators
+# (two conv teachers, the dense teacher, a keras-io DCGAN, the 10x and 20x conv4
+# students; worst max / mean: fp32 5.2e-6 / 1.8e-7, fp16 0.0054 / 1.2e-4,
+# dynamic 0.28 / 0.0091, int8 0.61 / 0.044; the README's export section has the
+# table). Past them a file is broken, not merely quantized. For int8 the mean is
+# the real check: its max bound only catches NaN or wholesale inversions, as a
+# quantized pixel of a saturated tanh legitimately moves by over half the range.
+TOLERANCES = {
+    "fp32": {"max_abs_diff": 1e-4, "mean_abs_diff": 1e-5},
+    "fp16": {"max_abs_diff": 0.015, "mean_abs_diff": 5e-4},
+    "dynamic": {"max_abs_diff": 0.6, "mean_abs_diff": 0.02},
+    "int8": {"max_abs_diff": 1.5, "mean_abs_diff": 0.1},
+}
+# Latents the int8 variant's activation ranges are calibrated on.
+CALIBRATION_SAMPLES = 500
+CALIBRATION_BATCH = 50
+CALIBRATION_SEED = 20_000
+
+
+class ExportError(RuntimeError):
+    """An export cannot be made or fails its verification; the message names the file."""
+
+
+def tflite_file(variant):
+    """File name of a TFLite variant in an export directory."""
+    return f"model_{variant}.tflite"
+
+
+def float32_copy(generator):
+    """The same network computing in float32 (a mixed-precision generator computes in bfloat16 or float16)."""
+    if all(layer.dtype_policy.name == "float32" for layer in generator.layers):
+        return generator
+    copy = keras.models.clone_model(
+        generator, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    )
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
+def to_uint8_images(images):
+    """float images in [-1, 1] → uint8 [0, 255] in TensorFlow (the NumPy twin is `datasets.to_uint8`)."""
+    return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def write_saved_model(generator, directory):
+    """Writes `generator` (float32) as a SavedModel with two signatures.
+
+    `serving_default`: z float32 [N, z_dim] → {"images": float32 [N, 28, 28, 1] in [-1, 1]};
+    `serving_uint8`: the same z → {"images": uint8 [N, 28, 28, 1] in [0, 255]}, ready to display.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    spec = [tf.TensorSpec([None, model_io.z_dim(generator)], tf.float32, name="z")]
+
+    @tf.function(input_signature=spec)
+    def images(z):
+        return {"images": generator(z, training=False)}
+
+    @tf.function(input_signature=spec)
+    def images_uint8(z):
+        return {"images": to_uint8_images(generator(z, training=False))}
+
+    archive.add_endpoint(FLOAT_SIGNATURE, images)
+    archive.add_endpoint(UINT8_SIGNATURE, images_uint8)
+    archive.write_out(directory, verbose=False)
+
+
+def convert(saved_model_dir, variant, z_dim):
+    """The `.tflite` bytes of `variant` (one of VARIANTS) of the SavedModel's float signature.
+
+    `z_dim` is the generator's latent size, for the int8 variant's calibration latents.
+
+    Raises:
+      ExportError: the converter fails, e.g. because the model needs operators
+        outside the TFLite builtins.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown TFLite variant. Expected one of {VARIANTS}. Received: {variant!r}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[FLOAT_SIGNATURE])
+    # Builtins only, so the files run on stock mobile runtimes; conversion fails rather than adding Flex ops.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        z = runtime.latents(CALIBRATION_SAMPLES, z_dim, CALIBRATION_SEED)
+        converter.representative_dataset = lambda: (
+            [z[start : start + CALIBRATION_BATCH]] for start in range(0, len(z), CALIBRATION_BATCH)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # Per-channel scales cost 12 bytes per output channel (a float32 scale and an int64 zero
+        # point, twice: weights and bias), 15% of a dense generator's int8 file; activation
+        # quantization dominates the int8 error, so per-tensor dense weights cost no accuracy
+        # (mean abs diff 0.0173 → 0.0179 on the dense teacher, unchanged on the conv teacher).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    try:
+        return converter.convert()
+    except Exception as e:  # The converter raises ConverterError, RuntimeError, ValueError...
+        raise ExportError(
+            f"TFLite conversion ({variant}) of {saved_model_dir} failed with TFLite builtin operators only "
+            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})."
+        ) from None
+
+
+def differences(images, reference):
+    """{max_abs_diff, mean_abs_diff} of images from reference images; NaN anywhere gives NaN."""
+    diff = np.abs(np.asarray(images, np.float64) - np.asarray(reference, np.float64))
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+
+
+def verify(path, variant, z, reference):
+    """Runs the `.tflite` file on `z` with LiteRT and checks it against Keras's images `reference`.
+
+    Returns:
+      `differences` of its images from `reference`.
+
+    Raises:
+      runtime.TFLiteLoadError: the file cannot be loaded (truncated, corrupt, not a generator).
+      ExportError: a difference exceeds the variant's `TOLERANCES` (or is NaN).
+    """
+    diffs = differences(runtime.TFLiteGenerator(path)(z), reference)
+    over = {k: v for k, v in diffs.items() if not v <= TOLERANCES[variant][k]}  # `not <=`: NaN fails too.
+    if over:
+        found = ", ".join(f"{k} {v:.3g} > {TOLERANCES[variant][k]:g}" for k, v in over.items())
+        raise ExportError(
+            f"{os.path.basename(path)} ({variant}) differs from the Keras generator beyond tolerance on "
+            f"{len(z)} fixed latents: {found}. The file is broken; it was not exported."
+        )
+    return diffs
+
+
+def check_saved_model(directory, z, reference):
+    """Loads the SavedModel and checks both signatures against Keras's images `reference` for `z`.
+
+    Returns:
+      `differences` of the float signature's images from `reference`.
+
+    Raises:
+      ExportError: the float images differ beyond the fp32 tolerance, or the
+        uint8 images by more than one grey level from `reference` rounded.
+    """
+    signatures = tf.saved_model.load(directory).signatures
+    diffs = differences(signatures[FLOAT_SIGNATURE](z=tf.constant(z))["images"], reference)
+    uint8 = signatures[UINT8_SIGNATURE](z=tf.constant(z))["images"]
+    # One grey level of slack: a float difference of 1e-7 can tip a pixel over a rounding boundary.
+    uint8_diff = int(np.abs(uint8.numpy().astype(np.int32) - to_uint8_images(reference).numpy()).max())
+    if uint8.dtype != tf.uint8 or uint8_diff > 1 or not diffs["max_abs_diff"] <= TOLERANCES["fp32"]["max_abs_diff"]:
+        raise ExportError(
+            f"The SavedModel {directory} does not reproduce the Keras generator: max abs diff "
+            f"{diffs['max_abs_diff']:.3g} ({FLOAT_SIGNATURE}), {uint8_diff} grey levels "
+            f"({UINT8_SIGNATURE}, {uint8.dtype.name})."
+        )
+    return diffs
