@@ -15,22 +15,15 @@ import sys
 
 from absl import app, flags, logging
 
+from tf_gkd.bin import common_flags
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
 from tf_gkd.networks import io as model_io
 
 flags.DEFINE_string("generator", None, "A generator .keras file, or a run directory (its generator.keras, decoder.keras or student.keras).")
-flags.DEFINE_enum("dataset", "fashion_mnist", datasets.DATASETS, "Dataset whose test split is the reference.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: tfds's own).")
-flags.DEFINE_string(
-    "raw_data_dir",
-    None,
-    "Directory with the four raw IDX .gz files to prepare the dataset from, offline "
-    "(default for fashion_mnist: /usr/share/datasets/fashion-mnist, from Debian's dataset-fashion-mnist).",
-)
-flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the data (needs internet).")
-flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.")
+common_flags.define_data_flags("Dataset whose test split is the reference.")
+common_flags.define_classifier_dir_flag()
 # FID's covariance and KID's unbiased estimate need two samples at least.
 flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored.", lower_bound=2)
 flags.DEFINE_integer("batch_size", 500, "Images per forward pass of the generator and the classifier.", lower_bound=1)

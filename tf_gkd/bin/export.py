@@ -14,6 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
+from tf_gkd.bin import common_flags
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
@@ -28,16 +29,8 @@ flags.DEFINE_list(
     "variants", list(tflite.VARIANTS), f"Comma-separated TFLite variants to write, of {','.join(tflite.VARIANTS)}."
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
-flags.DEFINE_enum("dataset", "fashion_mnist", datasets.DATASETS, "Dataset whose test split is the FID reference.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: tfds's own).")
-flags.DEFINE_string(
-    "raw_data_dir",
-    None,
-    "Directory with the four raw IDX .gz files to prepare the dataset from, offline "
-    "(default for fashion_mnist: /usr/share/datasets/fashion-mnist, from Debian's dataset-fashion-mnist).",
-)
-flags.DEFINE_boolean("download", False, "Let tensorflow-datasets download the data (needs internet).")
-flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.")
+common_flags.define_data_flags("Dataset whose test split is the FID reference.")
+common_flags.define_classifier_dir_flag()
 flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored for each FID.", lower_bound=2)
 flags.DEFINE_integer("seed", 0, "Seed of the FID latents: the same seed gives every model the same z.")
 FLAGS = flags.FLAGS

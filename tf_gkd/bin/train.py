@@ -16,6 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
+from tf_gkd.bin import common_flags
 from tf_gkd.data import datasets
 from tf_gkd.distillation import teacher as teacher_lib
 from tf_gkd.losses import distill as distill_losses
@@ -36,15 +37,7 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, TensorBoard, samples, models.")
 # Data.
-flags.DEFINE_enum("dataset", _DEFAULTS.dataset, datasets.DATASETS, "Training dataset.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory (default: tfds's own).")
-flags.DEFINE_string(
-    "raw_data_dir",
-    None,
-    "Directory with the four raw IDX .gz files to prepare the dataset from, offline "
-    "(default for fashion_mnist: /usr/share/datasets/fashion-mnist, from Debian's dataset-fashion-mnist).",
-)
-flags.DEFINE_boolean("download", _DEFAULTS.download, "Let tensorflow-datasets download the data (needs internet).")
+common_flags.define_data_flags("Training dataset.", download_default=_DEFAULTS.download)
 # Networks.
 flags.DEFINE_integer("z_dim", _DEFAULTS.z_dim, "Latent size.", lower_bound=1)
 flags.DEFINE_enum("generator_kind", _DEFAULTS.generator_kind, factory.KINDS, "Generator architecture.")
