@@ -15,9 +15,6 @@ Prints a table and writes `distill.json` in --workdir.
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,6 +26,7 @@ from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.losses import distill as distill_losses  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_distill", "Directory of the benchmark's runs.")
 flags.DEFINE_string("teacher", None, "Teacher run directory (default: train flags/quickstart.cfg in --workdir).")
@@ -40,7 +38,6 @@ flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the 
 flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator.")
 FLAGS = flags.FLAGS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIDELITY_LATENTS = 2_000
 # Students from scratch train with the teachers' GAN recipe (flags/quickstart.cfg), not the
 # mimicry one of the distill flagfiles.
@@ -48,15 +45,7 @@ GAN_RECIPE = ["--g_learning_rate=8e-4", "--d_learning_rate=2e-4", "--beta_1=0.5"
 
 
 def run(binary, workdir, *args):
-    """Runs a tf_gkd binary as a user would; returns its wall time (None if the run was complete)."""
-    if any(os.path.exists(os.path.join(workdir, f)) for f in model_io.RUN_GENERATOR_FILES):
-        return None
-    cmd = [sys.executable, "-c", f"from tf_gkd.bin.train import {binary}; {binary}()", f"--workdir={workdir}", *args]
-    if FLAGS.data_dir:
-        cmd.append(f"--data_dir={FLAGS.data_dir}")
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
-    return time.perf_counter() - start
+    return runs_lib.timed_run(binary, workdir, args, model_io.RUN_GENERATOR_FILES, FLAGS.data_dir)
 
 
 def main(argv):

@@ -16,8 +16,6 @@ Prints a table and writes `teacher_quality.json` in --workdir.
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,6 +29,7 @@ from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
 import reference  # noqa: E402  (benchmarks/reference.py)
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_teacher", "Directory of the benchmark's runs.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
@@ -39,7 +38,6 @@ flags.DEFINE_boolean("skip_full", False, "Leave out the long flags/fashion_mnist
 flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator.")
 FLAGS = flags.FLAGS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHERS = {
     "quickstart": "flags/quickstart.cfg",
     "full": "flags/fashion_mnist_gan.cfg",
@@ -50,14 +48,7 @@ TEACHERS = {
 def train_teacher(name, flagfile):
     """Runs gkd-train as a user would; returns the wall time (None if already complete)."""
     workdir = os.path.join(FLAGS.workdir, name)
-    if os.path.exists(os.path.join(workdir, "generator.keras")):
-        return None
-    cmd = [sys.executable, "-m", "tf_gkd.bin.train", f"--flagfile={flagfile}", f"--workdir={workdir}"]
-    if FLAGS.data_dir:
-        cmd.append(f"--data_dir={FLAGS.data_dir}")
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
-    return time.perf_counter() - start
+    return runs_lib.timed_run("run", workdir, [f"--flagfile={flagfile}"], [model_io.GENERATOR_FILE], FLAGS.data_dir)
 
 
 def train_keras_io(train_images, steps, batch_size):

@@ -17,9 +17,6 @@ Prints a table and writes `vae_quality.json` in --workdir.
 
 import json
 import os
-import subprocess
-import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,6 +27,7 @@ from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
 from tf_gkd.training import vae_report  # noqa: E402
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_vae", "Directory of the benchmark's runs.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
@@ -38,20 +36,13 @@ flags.DEFINE_boolean("quick", False, "Use flags/quick_vae.cfg (≈1.5 min) inste
 flags.DEFINE_integer("num_samples", 10_000, "Prior samples scored.", lower_bound=2)
 FLAGS = flags.FLAGS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = {"fashion_mnist_vae": "flags/fashion_mnist_vae.cfg", "quick_vae": "flags/quick_vae.cfg"}
 
 
 def train_vae(workdir, flagfile):
     """Runs gkd-train as a user would; returns the wall time (None if the run is already complete)."""
-    if os.path.exists(os.path.join(workdir, vae_report.EVAL_FILE)):  # Written last.
-        return None
-    cmd = [sys.executable, "-m", "tf_gkd.bin.train", f"--flagfile={flagfile}", f"--workdir={workdir}"]
-    if FLAGS.data_dir:
-        cmd.append(f"--data_dir={FLAGS.data_dir}")
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO)
-    return time.perf_counter() - start
+    # vae_eval.json is written last.
+    return runs_lib.timed_run("run", workdir, [f"--flagfile={flagfile}"], [vae_report.EVAL_FILE], FLAGS.data_dir)
 
 
 def main(argv):
