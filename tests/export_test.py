@@ -1,4 +1,4 @@
-"""Export: every TFLite variant round trip, the uint8 signature, bad files, the atomic destination, gkd-export."""
+"""Export: variant round trips, stripped files, the uint8 signature, bad files, the atomic destination, gkd-export."""
 
 import json
 import os
@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from tensorflow.lite.tools import flatbuffer_utils
 
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
@@ -83,6 +85,39 @@ def test_every_variant_round_trips_within_its_tolerance(exported):
         assert all(ms > 0 for ms in entry["latency_ms_per_image"].values())
     sizes = {v: report["tflite"][v]["size_bytes"] for v in tflite.VARIANTS}
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+
+
+def test_files_keep_only_what_the_runtime_reads(exported):
+    # No tensor names, description or conversion metadata; the signature and its names stay usable.
+    _, export_dir, _ = exported
+    z = latents(5)
+    for variant in tflite.VARIANTS:
+        path = str(export_dir / tflite.tflite_file(variant))
+        model = flatbuffer_utils.read_model(path)
+        assert model.description is None and model.subgraphs[0].name is None, variant
+        assert not [t.name for t in model.subgraphs[0].tensors if t.name], variant
+        assert b"CONVERSION_METADATA" not in [m.name for m in model.metadata], variant
+        interpreter = Interpreter(model_path=path)
+        assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["z"], "outputs": ["images"]}}
+        images = interpreter.get_signature_runner("serving_default")(z=z)["images"]
+        np.testing.assert_array_equal(images, runtime.TFLiteGenerator(path)(z))
+
+
+def test_stripping_changes_no_output(exported, tmp_path, monkeypatch):
+    _, export_dir, _ = exported
+    strip_unused = tflite.strip_unused
+    monkeypatch.setattr(tflite, "strip_unused", lambda model: model)  # convert() then returns the converter's bytes.
+    for variant in ("fp32", "int8"):
+        converted = tflite.convert(str(export_dir / tflite.SAVED_MODEL_DIR), variant, Z_DIM)
+        stripped = strip_unused(converted)
+        assert len(stripped) < len(converted) - 500, variant  # At least the tensor names.
+        outputs = []
+        for name, data in (("converted", converted), ("stripped", stripped)):
+            (tmp_path / name).write_bytes(data)
+            generator = runtime.TFLiteGenerator(str(tmp_path / name))
+            outputs.append([generator(latents(batch)) for batch in (1, 7)])
+        for converted_images, stripped_images in zip(*outputs):
+            np.testing.assert_array_equal(stripped_images, converted_images)
 
 
 def test_fid_of_every_variant_is_on_the_keras_latents(exported, evaluator):
