@@ -6,7 +6,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
+
+# Two logical CPU devices, so that tf.distribute.MirroredStrategy has two replicas to
+# split batches over on a CPU-only machine (tests/distribute_test.py); unused otherwise.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 
 def pytest_configure(config):

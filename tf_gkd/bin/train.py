@@ -16,6 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
+from tf_gkd import distribute
 from tf_gkd.bin import common_flags
 from tf_gkd.data import datasets
 from tf_gkd.distillation import teacher as teacher_lib
@@ -107,6 +108,11 @@ flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.", lower_bo
 flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps, "Total generator (gan) or VAE (vae) updates.", lower_bound=1)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of weights, latents and data order.")
 # Runtime.
+flags.DEFINE_enum(
+    "strategy", _DEFAULTS.strategy, distribute.STRATEGIES,
+    "tf.distribute strategy: default (one device), mirrored (this machine's GPUs), multi_worker (machines "
+    "listed in TF_CONFIG). --batch_size is the global batch, split across the replicas.",
+)
 flags.DEFINE_boolean("jit_compile", _DEFAULTS.jit_compile, "Compile the train step with XLA.")
 flags.DEFINE_enum(
     "mixed_precision",

@@ -20,6 +20,7 @@ space the decoder was trained on.
 import keras
 import tensorflow as tf
 
+from tf_gkd import distribute
 from tf_gkd.losses import distill as distill_losses
 from tf_gkd.training import gan as gan_lib
 
@@ -141,7 +142,7 @@ class GeneratorDistiller(gan_lib.GAN):
         if self.discriminator is not None:
             with tf.GradientTape() as d_tape:
                 d_loss, real_logits, fake_logits = self._discriminator_loss(real, tf.stop_gradient(fake))
-            gan_lib.minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
+            distribute.minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
             with s_tape:
                 features, logits = self.critic(tf.concat([fake, tf.cast(target, fake.dtype)], 0), training=True)
                 fake_features, target_features = tf.split(features, 2)
@@ -154,7 +155,7 @@ class GeneratorDistiller(gan_lib.GAN):
             self.g_loss_tracker.update_state(adversarial)
             self.d_real_tracker.update_state(tf.sigmoid(tf.cast(real_logits, tf.float32)))
             self.d_fake_tracker.update_state(tf.sigmoid(tf.cast(fake_logits, tf.float32)))
-        gan_lib.minimize(self.g_optimizer, s_tape, loss, self.generator.trainable_weights)
+        distribute.minimize(self.g_optimizer, s_tape, loss, self.generator.trainable_weights)
         gan_lib.update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
         self.loss_tracker.update_state(loss)
         self.pixel_tracker.update_state(pixel)

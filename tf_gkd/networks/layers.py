@@ -2,13 +2,17 @@
 
 import keras
 
+from tf_gkd import distribute
+
 
 @keras.saving.register_keras_serializable(package="tf_gkd")
 class Sampling(keras.layers.Layer):
     """Draws z = mean + exp(log_var / 2) · ε, ε ~ N(0, I): the reparameterisation trick.
 
     Writing the sample as a deterministic function of (mean, log_var) and
-    independent noise lets gradients of a loss on z reach the encoder.
+    independent noise lets gradients of a loss on z reach the encoder. Under
+    tf.distribute each replica draws its slice of the global batch's noise
+    (`tf_gkd.distribute.normal`).
 
     Args:
       seed: seed of the layer's `keras.random.SeedGenerator`. Its state is a
@@ -20,10 +24,11 @@ class Sampling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # No weights to create.
 
     def call(self, inputs):
         mean, log_var = inputs
-        epsilon = keras.random.normal(keras.ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        epsilon = distribute.normal(keras.ops.shape(mean), self.seed_generator, dtype=mean.dtype)
         return mean + keras.ops.exp(0.5 * log_var) * epsilon
 
     def compute_output_shape(self, input_shape):

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+from tf_gkd import distribute
 from tf_gkd.data import datasets
 from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import gan as gan_losses
@@ -92,6 +93,7 @@ class TrainConfig:
     train_steps: int = 3000
     seed: int = 0
     # Runtime.
+    strategy: str = "default"
     jit_compile: bool = False
     mixed_precision: str = "off"
     steps_per_execution: int = 1
@@ -160,6 +162,10 @@ class TrainConfig:
         require(0.0 < self.real_label <= 1.0, f"real_label must be in (0, 1]. Received: real_label={self.real_label}")
         require(
             self.lr_decay in LR_DECAYS, f"lr_decay must be one of {LR_DECAYS}. Received: lr_decay={self.lr_decay!r}"
+        )
+        require(
+            self.strategy in distribute.STRATEGIES,
+            f"strategy must be one of {distribute.STRATEGIES}. Received: strategy={self.strategy!r}",
         )
         require(
             self.mixed_precision in MIXED_PRECISION,

@@ -3,29 +3,8 @@
 import keras
 import tensorflow as tf
 
+from tf_gkd import distribute
 from tf_gkd.losses import gan as gan_losses
-
-
-def scale_for_replicas(loss):
-    """Per-replica loss → the share whose gradients the optimizer's all-reduce sums.
-
-    Under `tf.distribute`, every replica sees 1/R of the global batch and the
-    optimizer sums the replicas' gradients; dividing each replica's batch mean
-    by R makes that sum the gradient of the global-batch mean.
-    """
-    return loss / tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype)
-
-
-def minimize(optimizer, tape, loss, variables):
-    """One optimizer step on `loss`, a batch mean recorded by `tape`.
-
-    The replica and mixed-float16 loss scaling are recorded on the same tape,
-    so that the gradients flow through them.
-    """
-    with tape:
-        scaled = optimizer.scale_loss(scale_for_replicas(loss))
-    grads = tape.gradient(scaled, variables)
-    optimizer.apply_gradients(zip(grads, variables))
 
 
 def update_ema(ema_model, model, decay, step):
@@ -94,6 +73,9 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        # Its networks are built; under a tf.distribute strategy Keras would otherwise
+        # try to build this wrapper by calling it, and it has no `call`.
+        self.built = True
 
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         # Passing the generator's optimizer as `optimizer` stops Keras from
@@ -107,7 +89,7 @@ class GAN(keras.Model):
         return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
 
     def sample_z(self, batch_size):
-        return keras.random.normal((batch_size, self.z_dim), seed=self.seed_generator)
+        return distribute.normal((batch_size, self.z_dim), self.seed_generator)
 
     def _discriminator_loss(self, real, fake):
         # One pass over real and fake together: half the kernel launches of two
@@ -119,7 +101,7 @@ class GAN(keras.Model):
         else:
             loss = self.d_loss_fn(real_logits, fake_logits)
         if self.loss_name == "wasserstein":
-            alpha = keras.random.uniform((tf.shape(real)[0], 1, 1, 1), seed=self.seed_generator)
+            alpha = distribute.uniform((tf.shape(real)[0], 1, 1, 1), self.seed_generator)
             loss += self.gp_weight * gan_losses.gradient_penalty(self.discriminator, real, fake, alpha)
         return loss, real_logits, fake_logits
 
@@ -131,13 +113,13 @@ class GAN(keras.Model):
                 fake = self.generator(self.sample_z(batch_size), training=True)
             with tf.GradientTape() as d_tape:
                 d_loss, real_logits, fake_logits = self._discriminator_loss(real, tf.stop_gradient(fake))
-            minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
+            distribute.minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
 
         # The generator step reuses the last fake batch and its recorded forward
         # pass (as the PyTorch DCGAN example does), saving one generator forward.
         with g_tape:
             g_loss = self.g_loss_fn(self.discriminator(fake, training=True))
-        minimize(self.g_optimizer, g_tape, g_loss, self.generator.trainable_weights)
+        distribute.minimize(self.g_optimizer, g_tape, g_loss, self.generator.trainable_weights)
         update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
 
         self.d_loss_tracker.update_state(d_loss)

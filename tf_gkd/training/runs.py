@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_gkd import distribute
 from tf_gkd.data import datasets
 from tf_gkd.distillation import generator as distill_lib
 from tf_gkd.distillation import pairs as pairs_lib
@@ -106,6 +107,17 @@ def train(config, workdir):
         starts, when the configuration, the data or the teacher is unusable.
       NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
     """
+    strategy = distribute.make_strategy(config.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
+    # Every network (the teacher's too), optimizer and metric is created in the
+    # scope, so that each replica holds a copy.
+    with strategy.scope():
+        return _train(config, workdir)
+
+
+def _train(config, workdir):
+    """`train` inside the strategy's scope."""
     teacher = None
     if config.model == "distill":
         # The student takes the teacher's z; checked before anything is written.

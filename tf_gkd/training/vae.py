@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gkd import distribute
 from tf_gkd.losses import vae as vae_losses
 from tf_gkd.networks import factory
 from tf_gkd.networks import layers as gkd_layers
-from tf_gkd.training.gan import minimize
 
 
 class VAE(keras.Model):
@@ -57,6 +57,9 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
+        # Its networks are built; under a tf.distribute strategy Keras would otherwise
+        # try to build this wrapper by calling it, and it has no `call`.
+        self.built = True
 
     def compile(self, optimizer, **kwargs):
         # Passing the optimizer explicitly stops Keras from creating an unused default one.
@@ -95,7 +98,7 @@ class VAE(keras.Model):
         with tf.GradientTape() as tape:
             reconstruction, kl = self.losses_per_image(images, training=True)
             loss = tf.reduce_mean(reconstruction + self.beta * kl)
-        minimize(self.optimizer, tape, loss, self.network_weights)
+        distribute.minimize(self.optimizer, tape, loss, self.network_weights)
         return self._update_trackers(reconstruction, kl)
 
     def test_step(self, data):

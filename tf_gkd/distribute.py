@@ -1,0 +1,96 @@
+"""tf.distribute for tf_gkd's custom train steps: strategies, loss scaling, noise.
+
+Every model is built and trained inside `make_strategy(name).scope()`. Under a
+strategy each replica runs `train_step` on its share of the global batch, so a
+custom step must take care of two things Keras's built-in losses do for it:
+
+- the loss each replica minimises is its batch mean divided by the number of
+  replicas (`scale_for_replicas`), so that the all-reduced (summed) gradients
+  are those of the global-batch mean;
+- the noise each replica draws (latents, reparameterisation noise) is its own
+  slice of the global batch's noise (`normal`, `uniform`): replicas never share
+  noise, and a run draws the same noise with one replica or many, so a
+  mirrored run reproduces a single-device run up to floating-point rounding.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name):
+    """The `tf.distribute.Strategy` called `name` (one of `STRATEGIES`).
+
+    `default`: no distribution (one device). `mirrored`: synchronous data
+    parallelism over this machine's GPUs (or its CPU when there are none).
+    `multi_worker`: synchronous data parallelism over several machines, each
+    described by the `TF_CONFIG` environment variable.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "--strategy=multi_worker needs the TF_CONFIG environment variable describing the cluster "
+                "(see https://www.tensorflow.org/guide/distributed_training#TF_CONFIG)."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: {name!r}")
+
+
+def num_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def scale_for_replicas(loss):
+    """Per-replica loss → the share whose gradients the optimizer's all-reduce sums.
+
+    Every replica sees 1/R of the global batch and the optimizer sums the
+    replicas' gradients; dividing each replica's batch mean by R makes that sum
+    the gradient of the global-batch mean.
+    """
+    return loss / tf.cast(num_replicas(), loss.dtype)
+
+
+def minimize(optimizer, tape, loss, variables):
+    """One optimizer step on `loss`, a batch mean recorded by `tape`.
+
+    The replica and mixed-float16 loss scaling are recorded on the same tape,
+    so that the gradients flow through them.
+    """
+    with tape:
+        scaled = optimizer.scale_loss(scale_for_replicas(loss))
+    grads = tape.gradient(scaled, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+
+
+def _replica_slice(draw, shape):
+    """`draw(global_shape)` for the global batch, sliced to this replica's rows.
+
+    `shape[0]` is the replica's batch size; all replicas hold equal shares.
+    `draw` takes its seed from a `keras.random.SeedGenerator`, which every
+    replica advances alike.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = 1 if context is None else context.num_replicas_in_sync
+    if replicas == 1:
+        return draw(shape)
+    rows = shape[0]
+    noise = draw((rows * replicas, *shape[1:]))
+    start = context.replica_id_in_sync_group * rows
+    return noise[start : start + rows]
+
+
+def normal(shape, seed_generator, dtype="float32"):
+    """Standard-normal noise of `shape` for this replica (see `_replica_slice`)."""
+    return _replica_slice(lambda s: keras.random.normal(s, dtype=dtype, seed=seed_generator), tuple(shape))
+
+
+def uniform(shape, seed_generator, dtype="float32"):
+    """Uniform [0, 1) noise of `shape` for this replica (see `_replica_slice`)."""
+    return _replica_slice(lambda s: keras.random.uniform(s, dtype=dtype, seed=seed_generator), tuple(shape))
