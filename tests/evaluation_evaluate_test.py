@@ -12,6 +12,8 @@ from tf_gkd.networks import io as model_io
 class FakeClassifier:
     """Stands in for a DomainClassifier: 8 pixel statistics as features, counts its calls."""
 
+    info = {"dataset": "fashion_mnist", "test_accuracy": 0.5}
+
     def __init__(self):
         self.calls = []
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_gkd.evaluation import metrics
 
@@ -99,6 +100,66 @@ def test_psnr_known_value():
     assert metrics.psnr(np.zeros((1, 2, 2, 1)), np.full((1, 2, 2, 1), 25.5), data_range=255.0) == pytest.approx(20.0)
 
 
+def test_precision_and_recall_of_a_set_against_itself_are_1():
+    acts = gaussian(300, 8, seed=8)
+    assert metrics.precision_recall(acts, acts, k=3) == (1.0, 1.0)
+
+
+def test_precision_and_recall_of_far_apart_sets_are_0():
+    a, b = gaussian(200, 8, seed=9), gaussian(150, 8, mean=100.0, seed=10)
+    assert metrics.precision_recall(a, b) == (0.0, 0.0)
+    assert metrics.precision_recall(b, a) == (0.0, 0.0)
+
+
+def test_precision_and_recall_count_points_inside_the_k_nn_balls():
+    # 1-D, k = 1: each point's ball reaches its nearest neighbour in its own set.
+    real = np.array([[0.0], [1.0], [2.0], [10.0], [12.0]])  # Radii 1, 1, 1, 2, 2.
+    fake = np.array([[0.5], [0.7], [11.5], [11.9], [5.0], [5.2]])  # Radii 0.2, 0.2, 0.4, 0.4, 0.2, 0.2.
+    precision, recall = metrics.precision_recall(real, fake, k=1)
+    assert precision == pytest.approx(4 / 6)  # All but 5.0 and 5.2 lie in a real ball.
+    assert recall == pytest.approx(1 / 5)  # Only 12 lies in a fake ball (0.1 from 11.9, radius 0.4).
+
+
+def test_mode_collapse_keeps_precision_and_loses_recall():
+    real = gaussian(500, 4, seed=11)
+    collapsed = real[0] + gaussian(50, 4, std=1e-3, seed=12)  # Every sample is (nearly) one real image.
+    varied = real[::10]
+    assert metrics.precision_recall(real, collapsed) == (1.0, pytest.approx(1 / 500))
+    precision, recall = metrics.precision_recall(real, varied)
+    assert precision == 1.0 and recall > 0.5
+
+
+def test_a_manifold_is_reused_as_is():
+    real, fake = gaussian(300, 4, seed=12), gaussian(200, 4, mean=0.5, seed=13)
+    manifold = metrics.Manifold(real, k=5)
+    assert metrics.precision_recall(manifold, fake) == metrics.precision_recall(real, fake, k=5)
+    with pytest.raises(ValueError, match="k=300"):
+        metrics.Manifold(real, k=300)
+
+
+def test_psnr_and_ssim_of_identical_images():
+    images = np.random.default_rng(0).uniform(-1, 1, (5, 28, 28, 1))
+    assert metrics.psnr(images, images) == pytest.approx(10 * np.log10(4 / 1e-10))  # The MSE floor.
+    assert metrics.ssim(images, images) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ssim_falls_with_noise_and_batching_does_not_change_it():
+    rng = np.random.default_rng(1)
+    images = np.clip(rng.normal(0, 0.5, (7, 28, 28, 1)), -1, 1)
+    slightly = np.clip(images + rng.normal(0, 0.05, images.shape), -1, 1)
+    very = np.clip(images + rng.normal(0, 0.5, images.shape), -1, 1)
+    assert 1.0 > metrics.ssim(images, slightly) > metrics.ssim(images, very)
+    assert metrics.ssim(images, very, batch_size=3) == pytest.approx(metrics.ssim(images, very), rel=1e-6)
+
+
+def test_ssim_matches_tensorflow_on_0_1_images():
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(-1, 1, (4, 28, 28, 1)), rng.uniform(-1, 1, (4, 28, 28, 1))
+    # [-1, 1] with range 2 is [0, 1] with range 1: SSIM is invariant to that joint scaling.
+    expected = np.mean(tf.image.ssim(((a + 1) / 2).astype(np.float32), ((b + 1) / 2).astype(np.float32), max_val=1.0))
+    assert metrics.ssim(a, b) == pytest.approx(float(expected), rel=1e-4)
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -108,6 +169,8 @@ def test_psnr_known_value():
         (lambda: metrics.kernel_distance(np.zeros((5, 2)), np.zeros((5, 2)), max_subset_size=1), "max_subset_size=1"),
         (lambda: metrics.classifier_score(np.full(10, 0.1)), r"\[N, K\]"),
         (lambda: metrics.psnr(np.zeros((2, 4, 4, 1)), np.zeros((1, 4, 4, 1))), "one shape"),
+        (lambda: metrics.ssim(np.zeros((2, 28, 28)), np.zeros((2, 28, 28))), "one shape"),
+        (lambda: metrics.precision_recall(np.zeros((5, 3)), np.zeros((5, 2))), "sizes differ"),
     ],
 )
 def test_bad_shapes_are_rejected_with_what_was_received(call, message):

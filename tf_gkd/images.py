@@ -1,4 +1,4 @@
-"""Image grids and scatter plots: one array for TensorBoard, one PNG (matplotlib) for people."""
+"""Image grids and plots: one array for TensorBoard, one PNG (matplotlib) for people."""
 
 import math
 import os
@@ -70,9 +70,44 @@ def scatter_plot(points, labels, path=None, title=None, label_names=None):
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout(pad=0.3)
+    return figure_rgb(fig, path)
+
+
+def figure_rgb(fig, path=None):
+    """Closes `fig` and returns it as uint8 RGB [H, W, 3] (for `tf.summary.image`); with `path`, writes a PNG too."""
     if path:
         _save_figure(fig, path)
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return rgb
+
+
+def rows_plot(rows, path=None, title=None):
+    """Plots labelled rows of images side by side, one row per label, aligned column by column.
+
+    Args:
+      rows: (label, images [N, H, W, 1] in [-1, 1]) pairs; image i of every
+        row lands in column i (e.g. the same latent through several generators).
+      path: where to write the PNG, if anywhere.
+      title: a title above the rows.
+
+    Returns:
+      The plot as uint8 RGB [H, W, 3].
+    """
+    if not rows:
+        raise ValueError("rows_plot needs at least one row.")
+    cols = max(len(images) for _, images in rows)
+    grids = [make_grid(images, cols=cols) for _, images in rows]
+    width = grids[0].shape[1] / 40 + 1.5  # Room on the left for the labels.
+    height = sum(g.shape[0] for g in grids) / 40 + (0.4 if title else 0.1)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(width, height), dpi=100, squeeze=False)
+    for ax, (label, _), grid in zip(axes[:, 0], rows, grids):
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(pad=0.2)
+    return figure_rgb(fig, path)

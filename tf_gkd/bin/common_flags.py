@@ -1,4 +1,6 @@
-"""Flags shared by the binaries: where the data is, and the domain-classifier cache."""
+"""Flags shared by the binaries: where the data is, and the domain-classifier cache; --help of console scripts."""
+
+import sys
 
 from absl import flags
 
@@ -21,3 +23,16 @@ def define_data_flags(dataset_help, download_default=False):
 def define_classifier_dir_flag():
     """--classifier_dir."""
     flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.")
+
+
+def help_from(module_name):
+    """Makes --help of a console script show `module_name`'s docstring and flags.
+
+    A console script's `__main__` is a setuptools wrapper without a docstring
+    or flags, so absl's --help would print a bare usage line; `python -m
+    <module>` needs none of this.
+    """
+    sys.modules["__main__"].__doc__ = sys.modules[module_name].__doc__
+    for module in (module_name, __name__):
+        for flag in flags.FLAGS.get_flags_for_module(module):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)

@@ -1,9 +1,10 @@
 """Scoring generators against a real split with the domain classifier.
 
 FID and KID compare the classifier's `features` activations of generated
-images with those of real images; the classifier score looks at its class
+images with those of real images, and so, optionally, do precision and recall
+(the k-NN manifold estimate); the classifier score looks at its class
 probabilities of the generated images alone. An `Evaluator` computes the real
-activations once, so scoring several generators (a teacher and its students)
+activations (and their manifold) once, so scoring several generators (a teacher and its students)
 costs one sampling and one classifier pass per generator. Latents are drawn
 from a NumPy generator seeded with `seed`: every generator evaluated with the
 same seed and z_dim sees exactly the same z.
@@ -58,9 +59,12 @@ class Evaluator:
       real_images: float images [N >= 2, 28, 28, 1] in [-1, 1] of the reference split.
       real_split: which split `real_images` are (written into every result).
       batch_size: images per forward pass of the generator and the classifier.
+      precision_recall_k: k of the k-NN manifolds of precision and recall
+        (Kynkäänniemi et al. use 3); None leaves them out, saving ~13 s per
+        10,000 samples (and ~5 s once for 10,000 real images) on 2 CPU cores.
     """
 
-    def __init__(self, classifier, real_images, real_split="test", batch_size=500):
+    def __init__(self, classifier, real_images, real_split="test", batch_size=500, precision_recall_k=None):
         if len(real_images) < 2:
             raise ValueError(f"FID and KID need at least 2 real images. Received: {len(real_images)}.")
         self.classifier = classifier
@@ -68,19 +72,25 @@ class Evaluator:
         self.batch_size = batch_size
         self.num_real = len(real_images)
         self.real_features, _ = classifier.features_and_probs(real_images, batch_size)
+        self.precision_recall_k = precision_recall_k
+        self.real_manifold = None
+        if precision_recall_k is not None:
+            self.real_manifold = metrics.Manifold(self.real_features, precision_recall_k)
 
     def score_images(self, images):
         """Scores float images [N >= 2, 28, 28, 1] in [-1, 1] against the real split.
 
         Returns:
           A dict: `fid`, `kid` (mean over subsets), `kid_std`,
-          `classifier_score`, `num_samples` (N), `num_real`, `real_split`.
+          `classifier_score`, `num_samples` (N), `num_real`, `real_split`;
+          with `precision_recall_k`, also `precision`, `recall` and
+          `precision_recall_k`.
         """
         if len(images) < 2:
             raise ValueError(f"FID and KID need at least 2 samples. Received: {len(images)}.")
         features, probs = self.classifier.features_and_probs(images, self.batch_size)
         kid, kid_std = metrics.kernel_distance(features, self.real_features)
-        return {
+        result = {
             "fid": metrics.frechet_distance(features, self.real_features),
             "kid": kid,
             "kid_std": kid_std,
@@ -89,6 +99,10 @@ class Evaluator:
             "num_real": self.num_real,
             "real_split": self.real_split,
         }
+        if self.real_manifold is not None:
+            precision, recall = metrics.precision_recall(self.real_manifold, features)
+            result.update(precision=precision, recall=recall, precision_recall_k=self.precision_recall_k)
+        return result
 
     def evaluate(self, generator, num_samples=10_000, seed=0, progress=True):
         """`score_images` of `num_samples` samples of `generator`, plus its `params` and the `seed`."""

@@ -43,6 +43,23 @@ def save_model_atomic(model, path):
             os.remove(tmp)
 
 
+def generator_file(path):
+    """The generator file that `load_generator(path)` loads: `path` itself, or a run directory's generator.
+
+    Raises:
+      GeneratorLoadError: `path` is a directory without any of `RUN_GENERATOR_FILES`.
+    """
+    if not os.path.isdir(path):
+        return path
+    found = [os.path.join(path, f) for f in RUN_GENERATOR_FILES if os.path.exists(os.path.join(path, f))]
+    if not found:
+        raise GeneratorLoadError(
+            f"{path} is a directory without any of {', '.join(RUN_GENERATOR_FILES)}: "
+            "pass a finished run directory or a generator .keras file."
+        )
+    return found[0]
+
+
 def load_generator(path):
     """Loads a generator saved by tf_gkd (or any Keras model meeting the contract).
 
@@ -54,14 +71,7 @@ def load_generator(path):
     Raises:
       GeneratorLoadError: naming the file and what is wrong with it.
     """
-    if os.path.isdir(path):
-        found = [os.path.join(path, f) for f in RUN_GENERATOR_FILES if os.path.exists(os.path.join(path, f))]
-        if not found:
-            raise GeneratorLoadError(
-                f"{path} is a directory without any of {', '.join(RUN_GENERATOR_FILES)}: "
-                "pass a finished run directory or a generator .keras file."
-            )
-        path = found[0]
+    path = generator_file(path)
     if not os.path.exists(path):
         raise GeneratorLoadError(f"No generator at {path}: the file does not exist.")
     if not path.endswith(".keras"):

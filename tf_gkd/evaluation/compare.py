@@ -1,0 +1,356 @@
+"""A teacher and its students side by side: quality, fidelity to the teacher and cost, on the same latents.
+
+Every entry (a generator file or a run directory) is scored by one
+`Evaluator` on the same latents for each seed: FID, KID, classifier score,
+precision and recall against the real split; PSNR and SSIM against the
+teacher's images of the same z; parameters, multiply-accumulates, file size
+and latency (`cost`). A run directory's `config.json` gives its role: a
+gkd-train GAN or VAE run is a `teacher`, a gkd-distill run a `student`, a
+gkd-distill `--baseline` run (a GAN run that names a teacher) a `baseline`; a
+bare `.keras` file is a `generator`. An entry that cannot be loaded or scored
+is kept with its error, and the others are still scored.
+`tf_gkd.evaluation.report` writes the result out.
+"""
+
+import dataclasses
+import datetime
+import glob
+import importlib.metadata
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+from absl import logging
+
+from tf_gkd.evaluation import cost
+from tf_gkd.evaluation import evaluate
+from tf_gkd.evaluation import metrics
+from tf_gkd.networks import io as model_io
+
+ROLES = ("teacher", "student", "baseline", "generator")
+QUALITY = ("fid", "kid", "classifier_score", "precision", "recall")
+FIDELITY = ("psnr", "ssim")
+UNITS = {
+    "fid": "Fréchet distance of domain-classifier features (lower is better)",
+    "kid": "MMD² of domain-classifier features, kernel (x·y/d + 1)³ (lower is better)",
+    "classifier_score": "exp(E KL(p(y|x) ‖ p(y))), from 1 to the number of classes (higher is better)",
+    "precision": "fraction of generated samples inside the real k-NN manifold (higher is better)",
+    "recall": "fraction of real samples inside the generated k-NN manifold (higher is better)",
+    "psnr": "dB, against the teacher's image of the same z (higher is closer)",
+    "ssim": "structural similarity to the teacher's image of the same z, 1 = identical",
+    "params": "parameters",
+    "macs": "multiply-accumulates per image",
+    "keras_bytes": "bytes (the .keras file)",
+    "latency": "milliseconds per image",
+}
+# Latents per row of the side-by-side sample grid (the first ones of the first seed).
+GRID_LATENTS = 12
+TRAINING_CURVE_PREFIX = "train/"
+_TENSORBOARD_DIR = "tb"  # Where gkd-train writes a run's events.
+
+
+@dataclasses.dataclass
+class Entry:
+    """One generator of the comparison and everything measured on it.
+
+    `quality` and `fidelity` map each metric to its per-seed values; `cost`
+    holds `params`, `macs`, `keras_bytes` and `keras_latency_ms_per_image`
+    ({`batch_<b>`: ms}); `tflite` is read from its gkd-export directory, if
+    any. `error` is set when it could not be loaded or scored.
+    """
+
+    name: str
+    path: str
+    role: str = "generator"
+    file: str | None = None
+    run_dir: str | None = None
+    generator: keras.Model | None = None
+    error: str | None = None
+    quality: dict = dataclasses.field(default_factory=dict)
+    fidelity: dict = dataclasses.field(default_factory=dict)
+    cost: dict = dataclasses.field(default_factory=dict)
+    tflite: dict | None = None
+    tflite_note: str | None = None
+    notes: list = dataclasses.field(default_factory=list)
+    grid: np.ndarray | None = None
+    curves: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The entries (in the order given), the teacher among them (or None) and the measurement settings."""
+
+    entries: list
+    teacher: Entry | None
+    settings: dict
+
+
+def parse_spec(spec):
+    """(name, path) of an entry given as `NAME=PATH` or `PATH`.
+
+    The default name is the run directory's name, also for a run's own
+    generator file (`runs/s20/student.keras` → `s20`), else the file's name
+    without `.keras`.
+    """
+    name, sep, path = spec.partition("=")
+    if sep and name and os.sep not in name:
+        return name, path
+    path = spec
+    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    if not os.path.isdir(path) and os.path.basename(path) in model_io.RUN_GENERATOR_FILES:
+        stem = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return stem, path
+
+
+def run_role(config):
+    """The role of a run from its `config.json` (a dict): teacher, student or baseline.
+
+    gkd-distill writes `model: distill` for a student; with `--baseline` it
+    trains a plain GAN (`model: gan`) but still records the `teacher` it was
+    given, which no gkd-train teacher run has.
+    """
+    if config.get("model") == "distill":
+        return "student"
+    return "baseline" if config.get("teacher") else "teacher"
+
+
+def _run_dir_of(path):
+    """The run directory holding `path` (itself, or a generator file's directory), if it has a config.json."""
+    directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    return directory if os.path.exists(os.path.join(directory, "config.json")) else None
+
+
+def load_entry(name, path, role=None):
+    """An `Entry` for the generator at `path`; a path that is not a generator gives an entry with its `error`."""
+    entry = Entry(name=name, path=path)
+    try:
+        entry.file = model_io.generator_file(path)
+        entry.generator = model_io.load_generator(path)
+    except model_io.GeneratorLoadError as e:
+        entry.error = str(e)
+        logging.error("Entry %r skipped, listed as failed: %s", name, e)
+        return entry
+    entry.run_dir = _run_dir_of(path)
+    entry.role = role or "generator"
+    if entry.run_dir and role is None:
+        config_path = os.path.join(entry.run_dir, "config.json")
+        try:
+            with open(config_path) as f:
+                entry.role = run_role(json.load(f))
+        except (OSError, ValueError) as e:
+            entry.notes.append(f"role unknown: {config_path} cannot be read ({e})")
+    if entry.run_dir:
+        entry.curves = read_training_curves(os.path.join(entry.run_dir, _TENSORBOARD_DIR))
+    return entry
+
+
+def load_entries(specs, teacher=None):
+    """Entries of `specs` (`NAME=PATH` or `PATH` each) and the teacher among them.
+
+    Args:
+      specs: the generators to compare, in report order.
+      teacher: `NAME=PATH`, `PATH` or the name of an entry: the reference of
+        fidelity. A path that is no entry's is loaded and put first. None: the
+        first entry whose run is a teacher run, if any.
+
+    Returns:
+      (entries, teacher entry or None).
+
+    Raises:
+      ValueError: two entries have one name (label them NAME=PATH).
+    """
+    parsed = [parse_spec(spec) for spec in specs]
+    names = [name for name, _ in parsed]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Several generators are named {duplicates}: label them, e.g. --generator=NAME=PATH.")
+    entries = [load_entry(name, path) for name, path in parsed]
+    if teacher is None:
+        return entries, next((e for e in entries if e.ok and e.role == "teacher"), None)
+    name, path = parse_spec(teacher)
+    for entry in entries:
+        if teacher == entry.name or os.path.abspath(path) == os.path.abspath(entry.path):
+            entry.role = "teacher"
+            return entries, entry
+    if name in names:
+        raise ValueError(f"--teacher {teacher} is not the entry named {name!r}: label one of them.")
+    entry = load_entry(name, path, role="teacher")
+    return [entry] + entries, entry
+
+
+def read_training_curves(logdir, prefix=TRAINING_CURVE_PREFIX):
+    """{tag: ([steps], [values])} of the scalars under `prefix` in the TensorBoard events of `logdir`.
+
+    Event files are read in name (= creation) order, so after a resumed run
+    re-logs a step, its later value wins. A truncated last record (a run
+    killed mid-write) ends that file's reading.
+    """
+    points = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                for value in event.summary.value:
+                    if not value.tag.startswith(prefix):
+                        continue
+                    if value.HasField("tensor"):
+                        number = float(tf.make_ndarray(value.tensor))
+                    elif value.HasField("simple_value"):
+                        number = value.simple_value
+                    else:
+                        continue
+                    points.setdefault(value.tag, {})[int(event.step)] = number
+        except tf.errors.DataLossError:
+            logging.warning("%s ends with a truncated record: read up to it.", path)
+    return {tag: (sorted(steps), [steps[s] for s in sorted(steps)]) for tag, steps in sorted(points.items())}
+
+
+def _measure_cost(entry, latency_batch_sizes, latency_min_seconds, exports_dir):
+    entry.cost = {
+        "params": model_io.count_params(entry.generator),
+        "macs": cost.count_macs(entry.generator),
+        "keras_bytes": os.path.getsize(entry.file),
+        "keras_latency_ms_per_image": cost.keras_latency_ms_per_image(
+            entry.generator, latency_batch_sizes, latency_min_seconds
+        ),
+    }
+    if exports_dir:
+        entry.tflite, entry.tflite_note = cost.read_export(os.path.join(exports_dir, entry.name), entry.generator)
+
+
+def _score(entry, evaluator, seed, num_samples, teacher_images):
+    images = evaluate.sample(entry.generator, num_samples, seed, evaluator.batch_size, progress=False)
+    scores = evaluator.score_images(images)
+    for key in QUALITY:
+        if key in scores:
+            entry.quality.setdefault(key, []).append(scores[key])
+    if teacher_images is not None:
+        entry.fidelity.setdefault("psnr", []).append(metrics.psnr(images, teacher_images))
+        entry.fidelity.setdefault("ssim", []).append(metrics.ssim(images, teacher_images))
+    if entry.grid is None:
+        entry.grid = images[:GRID_LATENTS]
+    return images
+
+
+def compare(
+    entries,
+    teacher,
+    evaluator,
+    seeds=(0,),
+    num_samples=10_000,
+    latency_batch_sizes=(1, 256),
+    latency_min_seconds=0.5,
+    exports_dir=None,
+):
+    """Measures every loadable entry; one that fails gets its `error` and the others go on.
+
+    Args:
+      entries: `Entry`s from `load_entries`.
+      teacher: the entry fidelity is measured against, or None (no fidelity).
+      evaluator: the `evaluate.Evaluator` scoring every entry.
+      seeds: latent seeds; each gives every entry the same z, and every
+        quality and fidelity number is kept per seed.
+      num_samples: generated images per entry and seed.
+      latency_batch_sizes: batch sizes the Keras latency is measured at.
+      latency_min_seconds: least timing time per batch size (≥ 20 calls anyway).
+      exports_dir: where gkd-export directories are, `<exports_dir>/<entry name>/`;
+        None: no TFLite figures.
+
+    Returns:
+      A `Comparison`.
+    """
+    # The teacher goes first, so that its images of each seed are there for the others.
+    order = sorted((e for e in entries if e.ok), key=lambda e: e is not teacher)
+    for entry in order:
+        try:
+            _measure_cost(entry, latency_batch_sizes, latency_min_seconds, exports_dir)
+        except Exception as e:  # A model that loads but cannot run: reported, the others go on.
+            _fail(entry, "cannot be run", e)
+    with tqdm.tqdm(total=len(order) * len(seeds), desc="scoring", unit="generator") as bar:
+        for seed in seeds:
+            teacher_images = None
+            for entry in order:
+                bar.set_postfix_str(f"{entry.name}, seed {seed}")
+                if entry.ok:
+                    reference = teacher_images if _same_latents(entry, teacher) else None
+                    try:
+                        images = _score(entry, evaluator, seed, num_samples, reference)
+                    except Exception as e:  # NaN samples or a model failing at run time: the others go on.
+                        _fail(entry, f"failed at seed {seed}", e)
+                    else:
+                        if entry is teacher:
+                            teacher_images = images
+                bar.update()
+    for entry in order:
+        if teacher is None or entry is teacher or not entry.ok:
+            continue
+        if not teacher.ok:  # It may have failed after some seeds: no partial fidelity.
+            entry.fidelity = {}
+            entry.notes.append("no PSNR/SSIM: the teacher failed")
+        elif not entry.fidelity:
+            entry.notes.append("no PSNR/SSIM: its z_dim differs from the teacher's, so it never sees the same z")
+    settings = _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, latency_min_seconds, exports_dir)
+    scored_teacher = teacher if teacher is not None and teacher.ok else None
+    return Comparison(entries=entries, teacher=scored_teacher, settings=settings)
+
+
+def _same_latents(entry, teacher):
+    return (
+        teacher is not None
+        and entry is not teacher
+        and teacher.ok
+        and model_io.z_dim(entry.generator) == model_io.z_dim(teacher.generator)
+    )
+
+
+def _fail(entry, what, error):
+    entry.error = f"{entry.path} {what}: {type(error).__name__}: {error}"
+    logging.error("%s", entry.error)
+
+
+def _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, latency_min_seconds, exports_dir):
+    info = evaluator.classifier.info
+    return {
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {p: importlib.metadata.version(p) for p in ("tensorflow", "keras")},
+        "dataset": info.get("dataset"),
+        "extractor": f"tf_gkd domain classifier of {info.get('dataset')}, its `features` layer",
+        "classifier_test_accuracy": info.get("test_accuracy"),
+        "real_split": evaluator.real_split,
+        "num_real": evaluator.num_real,
+        "num_samples": num_samples,
+        "seeds": list(seeds),
+        "latents": "z ~ N(0, I) from numpy.random.default_rng(seed): every entry sees the same z for a seed",
+        "precision_recall_k": evaluator.precision_recall_k,
+        "fidelity": {
+            "teacher": teacher.name if teacher is not None else None,
+            "images": "the same num_samples latents per seed as the quality metrics",
+            "psnr_data_range": 2.0,
+            "ssim": "tf.image.ssim, 11×11 Gaussian window (σ 1.5), k1 0.01, k2 0.03, images in [-1, 1] (range 2)",
+        },
+        "tflite": os.path.join(exports_dir, "<entry name>", "export_report.json") + " (gkd-export), when present"
+        if exports_dir
+        else None,
+        "macs": "TensorFlow profiler float operations of the MatMul and convolution ops of one image, halved",
+        "latency": {
+            "batch_sizes": list(latency_batch_sizes),
+            "statistic": f"median of ≥ 20 timed calls and ≥ {latency_min_seconds} s, after 3 warm-up calls",
+            "runtime": "the Keras model as one tf.function, TensorFlow's default thread pools",
+            "cpu_count": os.cpu_count(),
+        },
+        "std": "sample standard deviation over seeds (n - 1); null with one seed",
+    }
+
+
+def summary(values):
+    """{mean, std, per_seed} of per-seed values; std is the sample standard deviation, None for one value."""
+    values = [float(v) for v in values]
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "std": std, "per_seed": values}
