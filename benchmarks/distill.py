@@ -7,7 +7,7 @@ For every size S, runs `gkd-distill --flagfile=flags/distill_S.cfg` (the student
 --baseline_sizes, the same command with `--baseline` (the same architecture, steps and batch
 trained as a plain GAN with the teachers' GAN recipe, no teacher), each in its own run directory under --workdir (complete runs are reused). `--lambdas`
 adds runs of the 20x student with other adversarial weights λ. Without --teacher, the quickstart
-teacher is trained first (flags/quickstart.cfg). Every generator is then scored by the same
+teacher is trained first (flags/gan_quickstart.cfg). Every generator is then scored by the same
 evaluator (domain-classifier features, --num_samples samples against the test split: FID, KID,
 classifier score) and for fidelity to the teacher (PSNR on the same 2,000 latents).
 Prints a table and writes `distill.json` in --workdir.
@@ -29,7 +29,7 @@ from tf_gkd.networks import io as model_io  # noqa: E402
 import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_distill", "Directory of the benchmark's runs.")
-flags.DEFINE_string("teacher", None, "Teacher run directory (default: train flags/quickstart.cfg in --workdir).")
+flags.DEFINE_string("teacher", None, "Teacher run directory (default: train flags/gan_quickstart.cfg in --workdir).")
 flags.DEFINE_list("sizes", ["10x", "20x", "50x"], "Student sizes: flags/distill_<size>.cfg.")
 flags.DEFINE_list("lambdas", [], "Extra adversarial weights λ to try on the 20x student.")
 flags.DEFINE_list("baseline_sizes", ["10x", "20x", "50x"], "Sizes whose student is also trained from scratch.")
@@ -39,7 +39,7 @@ flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator.")
 FLAGS = flags.FLAGS
 
 FIDELITY_LATENTS = 2_000
-# Students from scratch train with the teachers' GAN recipe (flags/quickstart.cfg), not the
+# Students from scratch train with the teachers' GAN recipe (flags/gan_quickstart.cfg), not the
 # mimicry one of the distill flagfiles.
 GAN_RECIPE = ["--g_learning_rate=8e-4", "--d_learning_rate=2e-4", "--beta_1=0.5", "--lr_decay=none"]
 
@@ -60,7 +60,7 @@ def main(argv):
 
     teacher_dir = FLAGS.teacher or os.path.join(FLAGS.workdir, "teacher")
     if not FLAGS.teacher:
-        timed("teacher", run("run", teacher_dir, "--flagfile=flags/quickstart.cfg"))
+        timed("teacher", run("run", teacher_dir, "--flagfile=flags/gan_quickstart.cfg"))
     runs = {"teacher": teacher_dir}
     for size in FLAGS.sizes:
         common = [f"--flagfile=flags/distill_{size}.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/teacher_quality.py --workdir=runs/bench_teacher [--skip_full]
 
 Trains, each in its own run directory under --workdir (complete runs are reused):
-- `quickstart`: `gkd-train --flagfile=flags/quickstart.cfg` (the default conv teacher);
+- `quickstart`: `gkd-train --flagfile=flags/gan_quickstart.cfg` (the default conv teacher);
 - `full`: `gkd-train --flagfile=flags/fashion_mnist_gan.cfg`;
 - `dense`: `gkd-train --flagfile=flags/dense_gan.cfg` (the classic dense GAN);
 - `keras_io`: the same conv networks trained with keras-io's DCGAN recipe
@@ -39,7 +39,7 @@ flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator.")
 FLAGS = flags.FLAGS
 
 TEACHERS = {
-    "quickstart": "flags/quickstart.cfg",
+    "quickstart": "flags/gan_quickstart.cfg",
     "full": "flags/fashion_mnist_gan.cfg",
     "dense": "flags/dense_gan.cfg",
 }

@@ -1,6 +1,6 @@
 """gkd-train and gkd-distill: train a teacher, or distil it into a student, in a run directory.
 
-    gkd-train --model=gan --workdir=runs/teacher --flagfile=flags/quickstart.cfg
+    gkd-train --model=gan --workdir=runs/teacher --flagfile=flags/gan_quickstart.cfg
     gkd-train --model=vae --workdir=runs/vae --flagfile=flags/fashion_mnist_vae.cfg
     gkd-distill --teacher=runs/teacher --workdir=runs/student --flagfile=flags/distill_20x.cfg
     gkd-distill --teacher=runs/teacher --workdir=runs/baseline --flagfile=flags/distill_20x.cfg --baseline

@@ -133,7 +133,7 @@ def _downsample(images, kind, width, depth):
     return layers.Flatten(name="flatten")(x)
 
 
-def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.3, name="discriminator"):
+def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.0, name="discriminator"):
     """Returns a Keras discriminator images [N, 28, 28, 1] → logits [N, 1] (D = sigmoid)."""
     _check_size(kind, width, depth, TRUNK_KINDS)
     images = keras.Input(IMAGE_SHAPE, name="images")

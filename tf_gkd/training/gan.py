@@ -17,7 +17,7 @@ def update_ema(ema_model, model, decay, step):
     step = tf.cast(step, tf.float32)
     decay = tf.minimum(decay, (1.0 + step) / (10.0 + step))
     for ema_w, w in zip(ema_model.trainable_weights, model.trainable_weights):
-        ema_w.assign(decay * ema_w + (1.0 - decay) * w)
+        ema_w.assign_sub((1.0 - decay) * (ema_w - w))  # Three kernels per weight instead of four.
     for ema_w, w in zip(ema_model.non_trainable_weights, model.non_trainable_weights):
         ema_w.assign(w)
 

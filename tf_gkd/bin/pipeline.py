@@ -1,0 +1,119 @@
+"""gkd-pipeline: dataset → teacher → students and from-scratch baselines → TFLite export → report.
+
+    gkd-pipeline --flagfile=flags/quickstart.cfg --workdir=runs/quickstart
+    gkd-pipeline --flagfile=flags/quickstart.cfg --workdir=runs/quickstart --dry_run
+
+Runs gkd-train (teacher), gkd-distill (each student, and with --baseline each
+student's architecture from scratch), gkd-export (the --export student) and
+gkd-evaluate (all of them, into <workdir>/report), each as a child process
+whose command is printed. Stages whose outputs exist are skipped; an
+interrupted training stage resumes from its last checkpoint, so re-running the
+same command after a crash or a kill finishes the job. --dry_run prints the
+stages, their outputs and whether each is done. Exits non-zero when a stage
+fails, keeping every finished stage.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from tf_gkd import pipeline
+from tf_gkd.bin import common_flags
+
+flags.DEFINE_string("workdir", None, "Directory of the pipeline: one subdirectory per stage.")
+flags.DEFINE_string("teacher_flagfile", "flags/gan_quickstart.cfg", "gkd-train flagfile of the teacher.")
+flags.DEFINE_list(
+    "students", ["20x=flags/distill_20x_quick.cfg"],
+    "gkd-distill flagfiles of the students, as NAME=FLAGFILE (a bare FLAGFILE is named after its file).",
+)
+flags.DEFINE_string(
+    "baseline_flagfile", "flags/baseline_gan.cfg",
+    "gkd-distill --baseline flagfile (the from-scratch recipe), read after each student's own; empty: no baselines.",
+)
+flags.DEFINE_string("export", "20x", "Name of the student to export for mobile; empty: no export.")
+flags.DEFINE_multi_string(
+    "train_args", [], "A flag for every training stage (repeatable), e.g. --train_args=--mixed_precision=off."
+)
+flags.DEFINE_multi_string("evaluate_args", [], "A gkd-evaluate flag (repeatable), e.g. --evaluate_args=--seeds=0,1,2.")
+flags.DEFINE_multi_string("export_args", [], "A gkd-export flag (repeatable), e.g. --export_args=--skip_fid.")
+common_flags.define_data_flags("Dataset of every stage (overrides the stage flagfiles').")
+common_flags.define_classifier_dir_flag()
+flags.DEFINE_boolean("dry_run", False, "Print the stages, their outputs and whether each is done; run nothing.")
+FLAGS = flags.FLAGS
+
+
+def _stages():
+    data_args = [f"--dataset={FLAGS.dataset}"]
+    data_args += [f"--{name}={FLAGS[name].value}" for name in ("data_dir", "raw_data_dir") if FLAGS[name].value]
+    if FLAGS.download:
+        data_args.append("--download")
+    try:
+        students = pipeline.parse_named(FLAGS.students, "students")
+        for name, flagfile in students + [("teacher", FLAGS.teacher_flagfile)] + (
+            [("baseline", FLAGS.baseline_flagfile)] if FLAGS.baseline_flagfile else []
+        ):
+            if not os.path.isfile(flagfile):
+                raise ValueError(f"The flagfile of {name}, {flagfile!r}, does not exist (paths are relative to "
+                                 f"{os.getcwd()}).")
+        return pipeline.plan(
+            FLAGS.workdir,
+            FLAGS.teacher_flagfile,
+            students,
+            baseline_flagfile=FLAGS.baseline_flagfile or None,
+            export=FLAGS.export or None,
+            train_args=FLAGS.train_args,
+            data_args=data_args,
+            classifier_args=[f"--classifier_dir={FLAGS.classifier_dir}"],
+            evaluate_args=FLAGS.evaluate_args,
+            export_args=FLAGS.export_args,
+        )
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+
+
+def _outputs(stage):
+    if stage.run_dir is not None:
+        return f"{stage.run_dir}/{{{','.join(pipeline.model_io.RUN_GENERATOR_FILES)}}} (one of)"
+    return ", ".join(stage.outputs)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    stages = _stages()
+    if FLAGS.dry_run:
+        for i, stage in enumerate(stages, 1):
+            print(f"{i}. {stage.name:16s} {'done' if stage.done() else 'to do'}")
+            print(f"   outputs: {_outputs(stage)}")
+            print(f"   command: {' '.join(stage.command())}")
+        return
+    times = {}
+    for i, stage in enumerate(stages, 1):
+        if stage.done():
+            logging.info("Stage %d/%d %s: done, skipped.", i, len(stages), stage.name)
+            continue
+        logging.info("Stage %d/%d %s.", i, len(stages), stage.name)
+        try:
+            times[stage.name] = pipeline.run_stage(stage, log=lambda line: print(line, flush=True))
+        except pipeline.StageError as e:
+            logging.error("%s", e)
+            sys.exit(1)
+    print("\nStage wall times (this invocation):")
+    for name, seconds in times.items():
+        print(f"  {name:16s} {seconds / 60:6.1f} min")
+    print(f"  {'total':16s} {sum(times.values()) / 60:6.1f} min")
+    report = os.path.join(FLAGS.workdir, pipeline.REPORT_DIR, "report.md")
+    print(f"\nReport: {report}")
+    if FLAGS.export:
+        print(f"Exported student: {os.path.join(FLAGS.workdir, pipeline.EXPORT_DIR, FLAGS.export)}")
+
+
+def run():
+    flags.mark_flag_as_required("workdir")
+    common_flags.help_from(__name__)
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
