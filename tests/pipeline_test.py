@@ -55,29 +55,24 @@ def test_a_training_stage_is_done_once_its_generator_file_exists(tmp_path):
     assert stage.done()
 
 
+# Run settings shared by the tiny teacher and student flagfiles.
+TINY_RUN = """--batch_size=16
+--train_steps=10
+--steps_per_execution=5
+--log_every=5
+--sample_every=10
+--checkpoint_every=10
+--num_samples=16
+"""
 TEACHER = """--model=gan
 --generator_kind=dense
 --discriminator_kind=dense
 --generator_width=0.1
 --discriminator_width=0.1
---batch_size=16
---train_steps=10
---steps_per_execution=5
---log_every=5
---sample_every=10
---checkpoint_every=10
---num_samples=16
-"""
+""" + TINY_RUN
 STUDENT = """--student_kind=dense
 --student_width=0.05
---batch_size=16
---train_steps=10
---steps_per_execution=5
---log_every=5
---sample_every=10
---checkpoint_every=10
---num_samples=16
-"""
+""" + TINY_RUN
 BASELINE = """--discriminator_kind=dense
 --discriminator_width=0.1
 --g_learning_rate=8e-4

@@ -24,7 +24,7 @@ from tf_gkd.bin import common_flags
 flags.DEFINE_string("workdir", None, "Directory of the pipeline: one subdirectory per stage.")
 flags.DEFINE_string("teacher_flagfile", "flags/gan_quickstart.cfg", "gkd-train flagfile of the teacher.")
 flags.DEFINE_list(
-    "students", ["20x=flags/distill_20x_quick.cfg"],
+    "students", ["20x=flags/distill_20x.cfg"],
     "gkd-distill flagfiles of the students, as NAME=FLAGFILE (a bare FLAGFILE is named after its file).",
 )
 flags.DEFINE_string(
