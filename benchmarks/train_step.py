@@ -1,18 +1,30 @@
-"""Teacher train steps/s: tf_gkd's GAN vs a plain keras-io-style DCGAN `fit`, same run.
+"""Train steps/s of tf_gkd's GAN, VAE and distiller vs plain keras-io-style `fit`s, same run.
 
-    .venv/bin/python benchmarks/train_step.py [--repeats=3] [--steps=200]
+    .venv/bin/python benchmarks/train_step.py [--models=gan,vae,distill] [--repeats=3] [--steps=200]
 
-The reference is the keras-io "DCGAN overriding train_step" recipe applied to the
-same generator and discriminator (from tf_gkd's factory), batch size and data:
-float32 images normalised in NumPy, `from_tensor_slices(...).shuffle(1024).batch()`,
-two generator forward passes per step, a discriminator pass on the concatenated
-real and fake batch, `fit` with default settings. tf_gkd runs its own `GAN` as
-`gkd-train` does, with the quickstart settings, in float32 and with
-mixed_bfloat16. Each variant is timed `--repeats` times, interleaved, after a
-warm-up; the medians and their ratios to the reference are printed. A repeat
-times the steady-state steps inside one `fit` call (`StepClock`).
+Each tf_gkd model is built as gkd-train / gkd-distill build it from its
+flagfile, in float32 and with mixed_bfloat16, and timed against a keras-io
+recipe (benchmarks/reference.py) over the same networks, batch size and data:
+
+- `gan`: `runs.build_gan` with flags/gan_quickstart.cfg vs keras-io's "DCGAN
+  overriding train_step" (`--kind` picks both networks);
+- `vae`: `runs.build_vae` with flags/fashion_mnist_vae.cfg vs keras-io's
+  "Variational AutoEncoder" on the same encoder and decoder;
+- `distill`: `runs.build_distiller` with flags/distill_20x.cfg (pure L1
+  mimicry) vs a plain distillation `train_step` (teacher forward, student
+  forward and backward, one Adam), both with an untrained conv teacher (the
+  time of a step does not depend on the teacher's weights).
+
+The references run in float32 on keras-io's input pipeline
+(`from_tensor_slices(...).shuffle(1024).batch()`) with `fit`'s defaults. Each
+variant is timed `--repeats` times, interleaved, after a warm-up; the medians
+are printed, and the median over repeats of each repeat's ratio to the
+reference (the machine's speed drifts between repeats; a repeat's variants run
+back to back). A repeat times the steady-state steps inside one `fit` call
+(`StepClock`).
 """
 
+import dataclasses
 import os
 import statistics
 import time
@@ -24,40 +36,104 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tf_gkd.data import datasets  # noqa: E402
+from tf_gkd.distillation import teacher as teacher_lib  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.training import config as config_lib  # noqa: E402
 from tf_gkd.training import runs  # noqa: E402
 import reference  # noqa: E402  (benchmarks/reference.py)
 
-flags.DEFINE_integer("steps", 200, "Timed train steps per repeat.")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The flagfile each model is built from, and its name in the tables.
+MODELS = {
+    "gan": ("flags/gan_quickstart.cfg", "GAN"),
+    "vae": ("flags/fashion_mnist_vae.cfg", "VAE"),
+    "distill": ("flags/distill_20x.cfg", "GeneratorDistiller"),
+}
+REFERENCE = "keras-io reference (float32)"
+
+flags.DEFINE_list("models", list(MODELS), f"Models to time, from {list(MODELS)}.")
+flags.DEFINE_integer("steps", 200, "Timed train steps per repeat (at least two groups of 10).", lower_bound=20)
 flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
 flags.DEFINE_integer("batch_size", 64, "Batch size of every variant.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
-flags.DEFINE_enum("kind", "conv", factory.TRUNK_KINDS, "Network kind of generator and discriminator.")
+flags.DEFINE_enum("kind", "conv", factory.TRUNK_KINDS, "Network kind of the GAN's generator and discriminator.")
 FLAGS = flags.FLAGS
 
 
-def keras_io(images, batch_size, kind):
+def flagfile_config(model, **overrides):
+    """The `TrainConfig` of `model`'s flagfile (`--name=value` lines; `student_*` are `generator_*`) and `overrides`."""
+    defaults = config_lib.TrainConfig()
+    values = {}
+    with open(os.path.join(REPO, MODELS[model][0])) as f:
+        for line in f:
+            if line.startswith("--"):
+                name, value = line.strip()[2:].split("=", 1)
+                name = name.replace("student_", "generator_")
+                default = getattr(defaults, name)
+                if isinstance(default, bool):
+                    values[name] = value.lower() in ("1", "true")
+                elif default is None:
+                    values[name] = int(value) if value.isdigit() else value
+                else:
+                    values[name] = type(default)(value)
+    if model == "gan":
+        values.update(generator_kind=FLAGS.kind, discriminator_kind=FLAGS.kind)
+    if model == "distill":
+        values.update(model="distill", teacher="untrained conv generator")
+    return dataclasses.replace(config_lib.TrainConfig(**values), batch_size=FLAGS.batch_size, **overrides)
+
+
+def teacher_generator(config):
+    """The distillation benchmarks' teacher: an untrained default conv generator with the student's z."""
+    return factory.make_generator("conv", config.z_dim)
+
+
+def keras_io(model, images):
+    """(reference model, its dataset) for `model`, in float32."""
     keras.mixed_precision.set_global_policy("float32")
-    model = reference.build(factory.make_generator(kind), factory.make_discriminator(kind))
-    return model, reference.dataset(images, batch_size)
+    config = flagfile_config(model)
+    if model == "gan":
+        net = reference.build(
+            factory.make_generator(config.generator_kind), factory.make_discriminator(config.discriminator_kind)
+        )
+    elif model == "vae":
+        net = reference.build_vae(
+            factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth),
+            factory.make_generator(
+                config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
+            ),
+        )
+    else:
+        student = factory.make_generator(
+            config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
+        )
+        net = reference.build_distiller(teacher_generator(config), student)
+    return net, reference.dataset(images, FLAGS.batch_size)
 
 
-def tf_gkd(images, labels, batch_size, kind, mixed_precision):
-    config = config_lib.TrainConfig(
-        generator_kind=kind,
-        discriminator_kind=kind,
-        batch_size=batch_size,
-        mixed_precision=mixed_precision,
-        steps_per_execution=10,
-        train_steps=10_000,
-        log_every=10,
-        sample_every=10,
-        checkpoint_every=10,
-    )
+def tf_gkd(model, images, labels, mixed_precision):
+    """(tf_gkd model, its dataset) for `model`, as gkd-train / gkd-distill build them."""
+    config = flagfile_config(model, mixed_precision=mixed_precision)
     runs.set_precision(mixed_precision)
-    model = runs.build_gan(config)
-    return model, datasets.train_dataset(images, labels, batch_size, seed=0)
+    data = datasets.train_dataset(images, labels, config.batch_size, seed=0)
+    if model == "gan":
+        return runs.build_gan(config), data
+    if model == "vae":
+        return runs.build_vae(config), data
+    teacher = teacher_lib.Teacher(
+        run_dir=config.teacher, config={}, generator=teacher_generator(config), encoder=None, discriminator_path=None
+    )
+    return runs.build_distiller(config, teacher), data.map(lambda x, y: {"real": x})
+
+
+def variants(model, images, labels):
+    """{name: builder of (model, dataset)} of `model`: the reference, tf_gkd in float32 and mixed_bfloat16."""
+    label = MODELS[model][1]
+    return {
+        REFERENCE: lambda: keras_io(model, images),
+        f"tf_gkd {label} (float32)": lambda: tf_gkd(model, images, labels, "off"),
+        f"tf_gkd {label} (mixed_bfloat16)": lambda: tf_gkd(model, images, labels, "mixed_bfloat16"),
+    }
 
 
 class StepClock(keras.callbacks.Callback):
@@ -83,33 +159,50 @@ def steps_per_second(model, dataset, steps):
     return (last_step - first_step) / (last_time - first_time)
 
 
-def main(argv):
-    del argv
-    images, labels = datasets.load_numpy(
+def load_images():
+    return datasets.load_numpy(
         "fashion_mnist", "train", data_dir=FLAGS.data_dir, raw_dir=datasets.resolve_raw_dir("fashion_mnist", None)
     )
-    steps = FLAGS.steps // 10 * 10
-    builders = {
-        "keras-io reference (float32)": lambda: keras_io(images, FLAGS.batch_size, FLAGS.kind),
-        "tf_gkd GAN (float32)": lambda: tf_gkd(images, labels, FLAGS.batch_size, FLAGS.kind, "off"),
-        "tf_gkd GAN (mixed_bfloat16)": lambda: tf_gkd(images, labels, FLAGS.batch_size, FLAGS.kind, "mixed_bfloat16"),
-    }
+
+
+def timed_steps():
+    return FLAGS.steps // 10 * 10  # Whole groups of the flagfiles' steps_per_execution=10.
+
+
+def measure(builders):
+    """{name: [steps/s of each repeat]}, the repeats interleaved over the variants."""
     results = {name: [] for name in builders}
     for repeat in range(FLAGS.repeats):
         for name, build in builders.items():
             model, dataset = build()
             steps_per_second(model, dataset, 20)  # Warm-up: tracing and compilation.
-            results[name].append(steps_per_second(model, dataset, steps))
-            print(f"repeat {repeat + 1}/{FLAGS.repeats}  {name:32s} {results[name][-1]:7.2f} steps/s", flush=True)
+            results[name].append(steps_per_second(model, dataset, timed_steps()))
+            print(f"repeat {repeat + 1}/{FLAGS.repeats}  {name:44s} {results[name][-1]:7.2f} steps/s", flush=True)
     keras.mixed_precision.set_global_policy("float32")
+    return results
 
-    base = statistics.median(results["keras-io reference (float32)"])
-    print(f"\n{FLAGS.kind} networks, batch {FLAGS.batch_size}, {steps} steps x {FLAGS.repeats} repeats, "
+
+def print_table(title, results):
+    """Medians of steps/s and, against the reference, the median of each repeat's ratio (robust to drift)."""
+    base = results[REFERENCE]
+    print(f"\n{title}: batch {FLAGS.batch_size}, {timed_steps()} steps x {FLAGS.repeats} repeats, "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}")
-    print(f"{'variant':34s} {'median steps/s':>15s} {'min':>7s} {'max':>7s} {'vs reference':>13s}")
+    print(f"{'variant':44s} {'median steps/s':>15s} {'min':>7s} {'max':>7s} {'vs reference':>13s}")
     for name, values in results.items():
-        median = statistics.median(values)
-        print(f"{name:34s} {median:15.2f} {min(values):7.2f} {max(values):7.2f} {median / base:12.2f}x")
+        ratio = statistics.median(v / b for v, b in zip(values, base))
+        print(f"{name:44s} {statistics.median(values):15.2f} {min(values):7.2f} {max(values):7.2f} {ratio:12.2f}x")
+
+
+def main(argv):
+    del argv
+    unknown = set(FLAGS.models) - set(MODELS)
+    if unknown:
+        raise app.UsageError(f"Unknown --models {sorted(unknown)}; known: {list(MODELS)}.")
+    images, labels = load_images()
+    tables = {model: measure(variants(model, images, labels)) for model in FLAGS.models}
+    for model, results in tables.items():
+        kind = f", {FLAGS.kind} networks" if model == "gan" else ""
+        print_table(f"{model} ({MODELS[model][0]}{kind})", results)
 
 
 if __name__ == "__main__":
