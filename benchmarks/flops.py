@@ -47,6 +47,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # noqa: E402
 
+from tf_gkd.evaluation import cost  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 import train_step  # noqa: E402  (benchmarks/train_step.py: its flags, variants and clock)
 
@@ -98,15 +99,7 @@ def conv_flops_per_second(dtype):
 def graph_flops(model):
     """{op type: (float operations, nodes)} that TF's profiler counts in the traced graph of one `train_step`."""
     spec = tf.TensorSpec([FLAGS.batch_size, *factory.IMAGE_SHAPE], tf.float32)
-    graph = tf.function(model.train_step).get_concrete_function(spec).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options.update(output="none")
-    logger, level = tf.get_logger(), tf.get_logger().level
-    logger.setLevel("ERROR")  # The profiler warns that it uses a deprecated TF1 helper.
-    try:
-        node = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options)
-    finally:
-        logger.setLevel(level)
+    node = cost.profile_float_ops(tf.function(model.train_step).get_concrete_function(spec).graph)
     counts = {}
     while node.children:  # The "op" view nests the op types in a chain, most float operations first.
         node = node.children[0]

@@ -22,19 +22,25 @@ from tf_gkd.networks import io as model_io
 _LINEAR_OPS = ["MatMul", "BatchMatMul.*", "Conv2D.*", "DepthwiseConv2d.*"]
 
 
+def profile_float_ops(graph, op_types=None):
+    """TF profiler's "op" view of the float operations in `graph` (only `op_types` regexes, if given)."""
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options.update(output="none")
+    if op_types is not None:
+        options.update(account_type_regexes=op_types)
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # The profiler warns that it uses a deprecated TF1 helper, on every call.
+    try:
+        return tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options)
+    finally:
+        logger.setLevel(level)
+
+
 def count_macs(generator):
     """Multiply-accumulates of the linear layers of `generator` for one image (see the module docstring)."""
     spec = tf.TensorSpec([1, model_io.z_dim(generator)], tf.float32)
     graph = tf.function(lambda z: generator(z, training=False)).get_concrete_function(spec).graph
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options.update(output="none", account_type_regexes=_LINEAR_OPS)
-    logger, level = tf.get_logger(), tf.get_logger().level
-    logger.setLevel("ERROR")  # The profiler warns that it uses a deprecated TF1 helper, on every call.
-    try:
-        flops = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options).total_float_ops
-    finally:
-        logger.setLevel(level)
-    return int(flops) // 2
+    return int(profile_float_ops(graph, _LINEAR_OPS).total_float_ops) // 2
 
 
 class _CompiledGenerator:
