@@ -59,6 +59,11 @@ class Stage:
             return any(os.path.exists(os.path.join(self.run_dir, f)) for f in model_io.RUN_GENERATOR_FILES)
         return all(os.path.exists(p) for p in self.outputs)
 
+    def describe_outputs(self):
+        if self.run_dir is not None:
+            return f"{self.run_dir}/{{{','.join(model_io.RUN_GENERATOR_FILES)}}} (one of)"
+        return ", ".join(self.outputs)
+
     def command(self):
         """The command line: the console script beside this Python if installed, else `python -c`."""
         script = os.path.join(os.path.dirname(sys.executable), self.binary)

@@ -50,9 +50,10 @@ def _stages():
         data_args.append("--download")
     try:
         students = pipeline.parse_named(FLAGS.students, "students")
-        for name, flagfile in students + [("teacher", FLAGS.teacher_flagfile)] + (
-            [("baseline", FLAGS.baseline_flagfile)] if FLAGS.baseline_flagfile else []
-        ):
+        flagfiles = [("teacher", FLAGS.teacher_flagfile), *students]
+        if FLAGS.baseline_flagfile:
+            flagfiles.append(("baseline", FLAGS.baseline_flagfile))
+        for name, flagfile in flagfiles:
             if not os.path.isfile(flagfile):
                 raise ValueError(f"The flagfile of {name}, {flagfile!r}, does not exist (paths are relative to "
                                  f"{os.getcwd()}).")
@@ -72,12 +73,6 @@ def _stages():
         raise app.UsageError(str(e)) from None
 
 
-def _outputs(stage):
-    if stage.run_dir is not None:
-        return f"{stage.run_dir}/{{{','.join(pipeline.model_io.RUN_GENERATOR_FILES)}}} (one of)"
-    return ", ".join(stage.outputs)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -85,7 +80,7 @@ def main(argv):
     if FLAGS.dry_run:
         for i, stage in enumerate(stages, 1):
             print(f"{i}. {stage.name:16s} {'done' if stage.done() else 'to do'}")
-            print(f"   outputs: {_outputs(stage)}")
+            print(f"   outputs: {stage.describe_outputs()}")
             print(f"   command: {' '.join(stage.command())}")
         return
     times = {}
