@@ -16,7 +16,9 @@ recipe (benchmarks/reference.py) over the same networks, batch size and data:
   time of a step does not depend on the teacher's weights).
 
 The references run in float32 on keras-io's input pipeline
-(`from_tensor_slices(...).shuffle(1024).batch()`) with `fit`'s defaults. Each
+(`from_tensor_slices(...).shuffle(1024).batch()`) with `fit`'s defaults, their
+networks made of Keras's own layers (tf_gkd's use its fused batch
+normalisation, `tf_gkd.networks.layers.FusedBatchNormalization`). Each
 variant is timed `--repeats` times, interleaved, after a warm-up; the medians
 are printed, and the median over repeats of each repeat's ratio to the
 reference (the machine's speed drifts between repeats; a repeat's variants run
@@ -38,6 +40,7 @@ from absl import app, flags  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.distillation import teacher as teacher_lib  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
+from tf_gkd.networks import layers as gkd_layers  # noqa: E402
 from tf_gkd.training import config as config_lib  # noqa: E402
 from tf_gkd.training import runs  # noqa: E402
 import reference  # noqa: E402  (benchmarks/reference.py)
@@ -89,25 +92,30 @@ def teacher_generator(config):
 
 
 def keras_io(model, images):
-    """(reference model, its dataset) for `model`, in float32."""
+    """(reference model, its dataset) for `model`, in float32, its networks made of Keras's own layers."""
     keras.mixed_precision.set_global_policy("float32")
     config = flagfile_config(model)
+
+    def stock(network):  # Keras's batch normalisation layer, not tf_gkd's fused one.
+        return gkd_layers.with_batch_norm(network, fused=False)
+
     if model == "gan":
         net = reference.build(
-            factory.make_generator(config.generator_kind), factory.make_discriminator(config.discriminator_kind)
+            stock(factory.make_generator(config.generator_kind)),
+            stock(factory.make_discriminator(config.discriminator_kind)),
         )
     elif model == "vae":
         net = reference.build_vae(
-            factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth),
-            factory.make_generator(
+            stock(factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth)),
+            stock(factory.make_generator(
                 config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
-            ),
+            )),
         )
     else:
         student = factory.make_generator(
             config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
         )
-        net = reference.build_distiller(teacher_generator(config), student)
+        net = reference.build_distiller(stock(teacher_generator(config)), stock(student))
     return net, reference.dataset(images, FLAGS.batch_size)
 
 
@@ -123,7 +131,8 @@ def tf_gkd(model, images, labels, mixed_precision):
     teacher = teacher_lib.Teacher(
         run_dir=config.teacher, config={}, generator=teacher_generator(config), encoder=None, discriminator_path=None
     )
-    return runs.build_distiller(config, teacher), data.map(lambda x, y: {"real": x})
+    model = runs.build_distiller(config, teacher)
+    return model, runs.distill_dataset(model, config, images, labels, seed=0)
 
 
 def variants(model, images, labels):

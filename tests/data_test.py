@@ -91,6 +91,18 @@ def test_pipeline_range_shape_and_determinism(tiny_data_dir):
     assert not np.array_equal(first[0], other)
 
 
+def test_pipeline_epochs_are_permutations_reshuffled_each_time():
+    images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1) * np.ones((1, 28, 28, 1), np.uint8)
+    labels = np.arange(50)
+    batches = [np.asarray(y) for _, y in datasets.train_dataset(images, labels, 8, seed=1).take(12)]
+    epochs = np.concatenate(batches[:6]), np.concatenate(batches[6:])  # 6 whole batches of 8 per epoch of 50.
+    for epoch in epochs:
+        assert len(set(epoch)) == 48  # No image twice in an epoch; the 2 left over are dropped.
+    assert not np.array_equal(epochs[0], epochs[1])
+    x, y = next(iter(datasets.train_dataset(images, labels, 8, seed=1)))
+    np.testing.assert_array_equal(np.asarray(x)[:, 0, 0, 0], datasets.to_float(np.asarray(y, np.uint8)))  # Pairs kept.
+
+
 def test_conversion_same_eagerly_and_in_tf_data():
     pixels = np.array([[0, 127, 128, 255]], np.uint8)
     eager = np.asarray(datasets.to_float(pixels))

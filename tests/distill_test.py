@@ -128,6 +128,21 @@ def test_offline_batches_train_without_a_teacher():
         model.train_step({"real": tf.constant(REAL)})
 
 
+def test_pure_mimicry_reads_no_images():
+    model = tiny_distiller()
+    assert not model.uses_real_images
+    size_only = {"batch": np.zeros((16, 0), np.float32)}
+    z, target = model._targets(size_only)
+    assert z.shape == (16, Z_DIM)
+    np.testing.assert_allclose(target, model.teacher(z), atol=1e-6)
+    logs = fit(model, 3, size_only).history
+    assert np.isfinite(logs["pixel"]).all()
+    adversarial = tiny_distiller(adversarial_weight=0.1)
+    assert adversarial.uses_real_images
+    with pytest.raises(ValueError, match="must bring real images"):
+        adversarial.train_step(size_only)
+
+
 def test_vae_teacher_posterior_latents():
     keras.utils.set_random_seed(3)
     encoder = factory.make_encoder("dense", z_dim=Z_DIM, width=0.1)

@@ -46,7 +46,10 @@ class GeneratorDistiller(gan_lib.GAN):
         saved student is the weight average `ema_generator`.
 
     Batches are dicts: {"real": images} online, {"real", "z", "teacher"}
-    offline (the teacher's images for those z, precomputed).
+    offline (the teacher's images for those z, precomputed). Online training
+    that reads no images (`uses_real_images` is False: pure mimicry of a GAN
+    teacher) takes {"batch": a [N, 0] tensor}, which only gives the batch size
+    N, so that no input pipeline competes with the train step for the CPU.
     """
 
     def __init__(
@@ -116,24 +119,29 @@ class GeneratorDistiller(gan_lib.GAN):
             metrics += [self.adversarial_tracker, self.feature_tracker] + super().metrics
         return metrics
 
+    @property
+    def uses_real_images(self):
+        """Whether online batches need real images: for the discriminator, or for posterior latents."""
+        return self.discriminator is not None or (self.teacher_encoder is not None and self.posterior_fraction > 0)
+
     def _targets(self, data):
         """(z, teacher images) of a batch: read from it offline, computed online."""
         if "z" in data:
             return data["z"], data["teacher"]
         if self.teacher is None:
             raise ValueError("Without a teacher, every batch must bring its targets: {'real', 'z', 'teacher'}.")
-        real = data["real"]
-        batch_size = tf.shape(real)[0]
+        if "real" not in data and self.uses_real_images:
+            raise ValueError(f"Batches must bring real images, {{'real': images}}. Received keys: {sorted(data)}.")
+        batch_size = tf.shape(data["real"] if "real" in data else data["batch"])[0]
         z = self.sample_z(batch_size)
         if self.teacher_encoder is not None and self.posterior_fraction > 0:
             n = tf.cast(tf.round(self.posterior_fraction * tf.cast(batch_size, tf.float32)), tf.int32)
-            mean, log_var = self.teacher_encoder(real[:n], training=False)
+            mean, log_var = self.teacher_encoder(data["real"][:n], training=False)
             posterior = mean + tf.exp(0.5 * log_var) * self.sample_z(n)
             z = tf.concat([tf.cast(posterior, z.dtype), z[n:]], 0)
         return z, tf.stop_gradient(self.teacher(z, training=False))
 
     def train_step(self, data):
-        real = data["real"]
         z, target = self._targets(data)
         with tf.GradientTape() as s_tape:
             fake = self.generator(z, training=True)
@@ -141,7 +149,7 @@ class GeneratorDistiller(gan_lib.GAN):
             loss = self.pixel_weight * pixel
         if self.discriminator is not None:
             with tf.GradientTape() as d_tape:
-                d_loss, real_logits, fake_logits = self._discriminator_loss(real, tf.stop_gradient(fake))
+                d_loss, real_logits, fake_logits = self._discriminator_loss(data["real"], tf.stop_gradient(fake))
             distribute.minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
             with s_tape:
                 features, logits = self.critic(tf.concat([fake, tf.cast(target, fake.dtype)], 0), training=True)

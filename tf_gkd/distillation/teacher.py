@@ -12,6 +12,7 @@ import os
 import keras
 
 from tf_gkd.networks import io as model_io
+from tf_gkd.networks import layers as gkd_layers
 
 ENCODER_FILE = "encoder.keras"
 DISCRIMINATOR_FILE = "discriminator.keras"
@@ -67,6 +68,8 @@ def load_teacher(run_dir, dataset):
         generator = model_io.load_generator(run_dir)
     except model_io.GeneratorLoadError as e:
         raise TeacherError(f"{e} If its training is unfinished, finish it first (re-run gkd-train on it).") from None
+    # The fused batch normalisation kernel: the teacher runs on every distillation step.
+    generator = gkd_layers.with_batch_norm(generator, fused=True)
     generator.trainable = False
     encoder = None
     encoder_path = os.path.join(run_dir, ENCODER_FILE)

@@ -15,6 +15,8 @@
 
 Every generator maps z `[N, z_dim]` to images `[N, 28, 28, 1]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
+Their batch normalisation is `tf_gkd.networks.layers.FusedBatchNormalization`
+(Keras's layer on TensorFlow's fused kernel); saved files hold Keras's own.
 Discriminators return one *logit* per image: D(x) = sigmoid(logit), and the
 losses take logits so that the sigmoid is computed stably inside them. Their
 penultimate activations are a named layer, `features`, for feature-level losses.
@@ -28,6 +30,8 @@ import math
 
 import keras
 from keras import layers
+
+from tf_gkd.networks import layers as gkd_layers
 
 KINDS = ("dense", "conv", "conv4")  # Generator kinds.
 # Discriminators and encoders come in the two trunks; `conv4` generators pair with `conv` ones.
@@ -88,7 +92,7 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
 def _project(z, shape):
     """z → dense projection → BN → leaky ReLU, reshaped to feature maps of `shape`."""
     x = layers.Dense(math.prod(shape), use_bias=False, name="project")(z)
-    x = layers.BatchNormalization(name="project_bn")(x)
+    x = gkd_layers.FusedBatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_lrelu")(x)
     return layers.Reshape(shape, name=f"to_{shape[0]}x{shape[1]}")(x)
 
@@ -96,7 +100,7 @@ def _project(z, shape):
 def _upsample_block(x, channels, name, strides=2, padding="same"):
     """4×4 transposed convolution → BN → leaky ReLU."""
     x = layers.Conv2DTranspose(channels, 4, strides=strides, padding=padding, use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = gkd_layers.FusedBatchNormalization(name=f"{name}_bn")(x)
     return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
 
 
@@ -104,7 +108,7 @@ def _blocks_14(x, channels, depth):
     """`depth` stride-1 3×3 convolution blocks at 14×14 (the kinds' default depth: none)."""
     for i in range(_CONV_DEPTH if depth is None else depth):
         x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv_14_{i}")(x)
-        x = layers.BatchNormalization(name=f"conv_14_{i}_bn")(x)
+        x = gkd_layers.FusedBatchNormalization(name=f"conv_14_{i}_bn")(x)
         x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
     return x
 

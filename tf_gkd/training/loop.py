@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_gkd.networks import io as model_io
+from tf_gkd.networks import layers as gkd_layers
 from tf_gkd.training import callbacks as cb
 
 
@@ -104,7 +105,8 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
         logging.info("Run in %s is complete (step %d).", workdir, start)
     for name, network in final_models.items():
         path = os.path.join(workdir, name)
-        model_io.save_model_atomic(network, path)
+        # Keras's own layers in the file, so that it loads without tf_gkd.
+        model_io.save_model_atomic(gkd_layers.with_batch_norm(network, fused=False), path)
         logging.info("Wrote %s", path)
 
 

@@ -236,6 +236,24 @@ def build_distiller(config, teacher):
     return model
 
 
+def distill_dataset(model, config, images, labels, seed, pairs=None):
+    """The batches of `GeneratorDistiller` `model`: real images if it uses them, teacher pairs if given.
+
+    `pairs` is `pairs_lib.pairs_dataset` of an offline run. Pure online mimicry
+    draws z in the train step and reads no image: its batches only carry their size.
+    """
+    parts = []
+    if model.uses_real_images:
+        parts.append(datasets.train_dataset(images, labels, config.batch_size, seed).map(lambda x, y: {"real": x}))
+    if pairs is not None:
+        shuffled = pairs.cache().shuffle(min(config.offline_pairs, 50_000), seed=seed).repeat()
+        parts.append(shuffled.batch(config.batch_size, drop_remainder=True))
+    if not parts:
+        return tf.data.Dataset.from_tensors({"batch": tf.zeros([config.batch_size, 0])}).repeat()
+    dataset = parts[0] if len(parts) == 1 else tf.data.Dataset.zip(*parts).map(lambda r, t: {**r, **t})
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def _train_distill(config, workdir, images, labels, teacher):
     """The distillation branch of `train`: online, or offline from a file of teacher pairs."""
     fixed_z = loop.latents(config.num_samples, config.z_dim, config.seed)
@@ -259,17 +277,7 @@ def _train_distill(config, workdir, images, labels, teacher):
     )
 
     def make_dataset(seed):
-        real = datasets.train_dataset(images, labels, config.batch_size, seed).map(lambda x, y: {"real": x})
-        if not config.offline_pairs:
-            return real
-        targets = (
-            pairs.cache()
-            .shuffle(min(config.offline_pairs, 50_000), seed=seed)
-            .repeat()
-            .batch(config.batch_size, drop_remainder=True)
-        )
-        both = tf.data.Dataset.zip(real, targets).map(lambda r, t: {**r, **t})
-        return both.prefetch(tf.data.AUTOTUNE)
+        return distill_dataset(model, config, images, labels, seed, pairs if config.offline_pairs else None)
 
     def side_by_side(step):
         student = np.asarray(model.generate(fixed_z))
