@@ -148,8 +148,8 @@ def variants(model, images, labels):
 class StepClock(keras.callbacks.Callback):
     """Times the train steps inside one `fit`, from the end of its first batch to the end of its last.
 
-    `fit`'s set-up and tear-down are left out: on this machine the tear-down of a
-    `fit` call over an infinite tf.data pipeline sometimes stalls for seconds,
+    `fit`'s set-up and tear-down are left out: tearing down an autotuned tf.data
+    iterator can block for up to a minute (`tf_gkd.data.datasets.without_autotune`),
     which would otherwise be charged to the steps at random.
     """
 

@@ -22,6 +22,7 @@ from tf_gkd.data import idx
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
+PREFETCH_BATCHES = 2  # Batches the training pipelines prepare ahead of the train step.
 
 # Registered tfds builder for each supported dataset, and where its raw files
 # usually are on a Debian machine (None: no package ships them).
@@ -138,6 +139,21 @@ def to_uint8(images):
     return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def without_autotune(dataset):
+    """`dataset` with tf.data's autotuning off (the pipelines `fit` trains on).
+
+    With autotuning on, destroying an iterator that has run for a minute or
+    more can block for up to tf.data's 60 s optimisation period: its tuning
+    thread is waiting out the period (measured with TF 2.21: 0–57 s at the end
+    of a `fit`, 42 s deleting a bare `from_tensors(...).repeat()` iterator
+    after 100 s; never with autotuning off). tf_gkd's training pipelines are a
+    few cheap ops per batch with fixed sizes, and need no tuning.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def train_dataset(images, labels, batch_size, seed):
     """Infinite, batched tf.data pipeline of (float32 images in [-1, 1], labels), reshuffled every epoch.
 
@@ -170,8 +186,8 @@ def train_dataset(images, labels, batch_size, seed):
     def gather(batch):
         return to_float(tf.gather(images, batch)), tf.gather(labels, batch)
 
-    ds = tf.data.Dataset.counter().flat_map(epoch)
-    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # Fixed sizes: `without_autotune` tells why training pipelines are not autotuned.
+    return tf.data.Dataset.counter().flat_map(epoch).map(gather).prefetch(PREFETCH_BATCHES)
 
 
 def resolve_raw_dir(name, raw_dir):

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_gkd.data import datasets
 from tf_gkd.networks import io as model_io
 from tf_gkd.networks import layers as gkd_layers
 from tf_gkd.training import callbacks as cb
@@ -92,7 +93,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
         ]
         logging.info("Training steps %d → %d in %s.", start, config.train_steps, workdir)
         model.fit(
-            make_dataset(config.seed + start),
+            datasets.without_autotune(make_dataset(config.seed + start)),
             epochs=1,
             steps_per_epoch=remaining,
             callbacks=callbacks,

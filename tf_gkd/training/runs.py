@@ -251,7 +251,7 @@ def distill_dataset(model, config, images, labels, seed, pairs=None):
     if not parts:
         return tf.data.Dataset.from_tensors({"batch": tf.zeros([config.batch_size, 0])}).repeat()
     dataset = parts[0] if len(parts) == 1 else tf.data.Dataset.zip(*parts).map(lambda r, t: {**r, **t})
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(datasets.PREFETCH_BATCHES)
 
 
 def _train_distill(config, workdir, images, labels, teacher):
