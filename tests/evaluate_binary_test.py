@@ -85,7 +85,7 @@ def test_compares_generators_in_a_report_and_exits_1_for_a_bad_one(gkd_evaluate,
     assert [(e["name"], e["role"]) for e in metrics["entries"]] == [("teacher", "teacher"), ("s", "student")]
     assert [f["name"] for f in metrics["failed"]] == ["broken"]
     student_metrics = metrics["entries"][1]
-    assert len(student_metrics["quality"]["fid"]["per_seed"]) == 2
+    assert len(student_metrics["quality"]["fid"]["values"]) == 2
     assert np.isfinite(student_metrics["fidelity"]["psnr"]["mean"])
     assert student_metrics["vs_teacher"]["params"]["value"] > 1
     for name in ("report.md", "samples.png", "pareto_size.png", "pareto_latency.png"):

@@ -87,8 +87,34 @@ def test_the_teacher_flag_names_an_entry_or_adds_one(runs):
     assert teacher.name == "b" and teacher.role == "teacher"
     entries, teacher = compare.load_entries([f"s={paths['student']}"], teacher=str(paths["teacher"]))
     assert [e.name for e in entries] == ["teacher", "s"] and teacher is entries[0]
-    with pytest.raises(ValueError, match=r"Several generators are named \['x'\]"):
-        compare.load_entries([f"x={paths['student']}", f"x={paths['teacher']}"])
+    with pytest.raises(ValueError, match="the teacher is one generator"):
+        compare.load_entries([f"x={paths['student']}", f"x={paths['teacher']}"], teacher="x")
+    with pytest.raises(ValueError, match="given more than once"):
+        compare.load_entries([f"x={paths['student']}", f"y={paths['student']}"])
+
+
+def test_runs_under_one_name_are_merged_into_one_entry(runs, evaluator, tmp_path):
+    root, paths = runs
+    # Three "training runs" of one configuration: gains 0.5, 0.5 and 0.25 (another seed, another result).
+    other = make_run(tmp_path / "student_seed2", scaled_echo(0.25), {"model": "distill", "teacher": "t"})
+    specs = [str(paths["teacher"]), f"s={paths['student']}", f"s={other}", f"s={root / 'corrupt.keras'}"]
+    entries, teacher = compare.load_entries(specs)
+    comparison = compare.compare(
+        entries, teacher, evaluator, seeds=(0, 1), num_samples=30, latency_batch_sizes=(1,), latency_min_seconds=0.01
+    )
+    names = [(e.name, e.ok) for e in comparison.entries]
+    assert names == [("teacher", True), ("s", True), ("s", False)]  # The corrupt run stays a failure of its own.
+    merged = comparison.entries[1]
+    assert merged.runs == [str(paths["student"]), str(other)]
+    z = np.concatenate([evaluate.sample(latent_echo(), 30, seed) for seed in (0, 1)])
+    halving = [psnr_of_halving(z[:30]), psnr_of_halving(z[30:])]
+    quartering = [psnr_of_halving(z[:30]) - 20 * np.log10(1.5), psnr_of_halving(z[30:]) - 20 * np.log10(1.5)]
+    np.testing.assert_allclose(merged.fidelity["psnr"], halving + quartering, rtol=1e-5)  # Run by run, seed by seed.
+    assert len(merged.quality["fid"]) == 4
+    assert any("failed" in note and "corrupt.keras" in note for note in merged.notes)
+    result = report.to_json(comparison)
+    assert result["entries"][1]["runs"] == [str(paths["student"]), str(other)]
+    assert "`s` (2 runs)" in report.to_markdown(comparison, {})
 
 
 def test_training_curves_keep_the_last_value_of_a_step(tmp_path):
@@ -138,7 +164,7 @@ def test_metrics_json_has_every_number_with_its_unit_and_settings(written):
     for entry in result["entries"]:
         for name in compare.QUALITY:
             stats = entry["quality"][name]
-            assert len(stats["per_seed"]) == 2 and stats["std"] is not None and stats["unit"]
+            assert len(stats["values"]) == 2 and stats["std"] is not None and stats["unit"]
         for name in ("params", "macs", "keras_bytes"):
             assert entry["cost"][name]["value"] > 0 and entry["cost"][name]["unit"]
         assert set(entry["cost"]["keras_latency"]) == {"batch_1", "batch_4"}
@@ -155,7 +181,7 @@ def test_fidelity_is_measured_on_the_same_latents(written):
     # The student's images are exactly half the teacher's on the same z: MSE = mean(z²)/4.
     z = np.concatenate([evaluate.sample(latent_echo(), 30, seed) for seed in (0, 1)])
     expected = [psnr_of_halving(z[:30]), psnr_of_halving(z[30:])]
-    np.testing.assert_allclose(student["fidelity"]["psnr"]["per_seed"], expected, rtol=1e-6)
+    np.testing.assert_allclose(student["fidelity"]["psnr"]["values"], expected, rtol=1e-6)
     assert student["fidelity"]["ssim"]["mean"] < 1.0
     assert teacher["fidelity"] is None  # Not against itself.
     assert small_z["fidelity"] is None  # Another z_dim never sees the same z.

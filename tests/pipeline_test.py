@@ -47,6 +47,23 @@ def test_plan_without_baselines_or_export_and_bad_names(tmp_path):
         pipeline.parse_named(["a=x.cfg", "a=y.cfg"], "students")
 
 
+def test_plan_trains_each_student_and_baseline_once_per_seed(tmp_path):
+    stages = pipeline.plan(str(tmp_path), "t.cfg", [("20x", "b.cfg")], baseline_flagfile="base.cfg", export="20x",
+                           train_seeds=[3, 4])
+    assert [s.name for s in stages] == [
+        "teacher", "student 20x", "student 20x_seed4", "baseline 20x", "baseline 20x_seed4", "export 20x", "report",
+    ]
+    assert "--seed=3" in stages[1].args and "--seed=4" in stages[2].args and "--seed=4" in stages[4].args
+    assert not any(arg.startswith("--seed") for arg in stages[0].args)  # One teacher.
+    assert stages[2].args.index("--flagfile=b.cfg") < stages[2].args.index("--seed=4")  # The seed wins.
+    report = stages[-1].args
+    students = tmp_path / "students"
+    assert f"--generator=20x={students / '20x'}" in report and f"--generator=20x={students / '20x_seed4'}" in report
+    assert f"--generator=20x_scratch={tmp_path / 'baselines' / '20x_seed4'}" in report
+    with pytest.raises(ValueError, match="seed is repeated"):
+        pipeline.plan(str(tmp_path), "t.cfg", [("20x", "b.cfg")], train_seeds=[1, 1])
+
+
 def test_a_training_stage_is_done_once_its_generator_file_exists(tmp_path):
     stage = pipeline.plan(str(tmp_path), "t.cfg", [("20x", "b.cfg")])[0]
     os.makedirs(tmp_path / "teacher" / "checkpoints")  # An interrupted run: not done.

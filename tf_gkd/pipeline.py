@@ -2,7 +2,7 @@
 
 A pipeline directory holds one directory per stage:
     teacher/            gkd-train run of the teacher
-    students/<name>/    gkd-distill run of each student
+    students/<name>/    gkd-distill run of each student (students/<name>_seed<s>/: its other training seeds)
     baselines/<name>/   gkd-distill --baseline run: the student's architecture trained from scratch
     export/<name>/      gkd-export of the chosen student (SavedModel, TFLite, export_report.json)
     report/             gkd-evaluate of all of them (metrics.json, report.md, figures)
@@ -104,6 +104,7 @@ def plan(
     classifier_args=(),
     evaluate_args=(),
     export_args=(),
+    train_seeds=(),
 ):
     """The stages of a pipeline in `workdir`, in order.
 
@@ -116,13 +117,23 @@ def plan(
       train_args: extra flags of every training stage (e.g. --strategy).
       data_args, classifier_args: data and classifier-cache flags of the stages that take them.
       evaluate_args, export_args: extra flags of gkd-evaluate and gkd-export.
+      train_seeds: seeds to train every student and baseline with (`--seed`),
+        one run each, reported as one entry (mean ± std over the runs); the
+        first seed's runs are `<name>`, the others' `<name>_seed<s>`. Empty:
+        one run each, with the flagfiles' seed.
 
     Raises:
-      ValueError: `export` names no student.
+      ValueError: `export` names no student, or a seed is repeated.
     """
     names = [name for name, _ in students]
     if export is not None and export not in names:
         raise ValueError(f"--export={export!r} names no student; the students are {names}.")
+    if len(set(train_seeds)) != len(train_seeds):
+        raise ValueError(f"A training seed is repeated: {list(train_seeds)}.")
+    # (run directory suffix, seed flags) of each training run of a student or baseline.
+    replicas = [("", ())] if not train_seeds else [
+        ("" if i == 0 else f"_seed{seed}", (f"--seed={seed}",)) for i, seed in enumerate(train_seeds)
+    ]
     teacher_dir = os.path.join(workdir, TEACHER_DIR)
     stages = [
         Stage(
@@ -135,19 +146,22 @@ def plan(
     ]
     runs = [("teacher", teacher_dir)]
     for name, flagfile in students:
-        run_dir = os.path.join(workdir, STUDENTS_DIR, name)
-        args = (f"--teacher={teacher_dir}", f"--flagfile={flagfile}", f"--workdir={run_dir}", *data_args, *train_args)
-        stages.append(Stage(f"student {name}", "gkd-distill", args, (), run_dir=run_dir))
-        runs.append((name, run_dir))
+        for suffix, seed_args in replicas:
+            run_dir = os.path.join(workdir, STUDENTS_DIR, name + suffix)
+            args = (f"--teacher={teacher_dir}", f"--flagfile={flagfile}", *seed_args, f"--workdir={run_dir}",
+                    *data_args, *train_args)
+            stages.append(Stage(f"student {name + suffix}", "gkd-distill", args, (), run_dir=run_dir))
+            runs.append((name, run_dir))
     if baseline_flagfile:
         for name, flagfile in students:
-            run_dir = os.path.join(workdir, BASELINES_DIR, name)
-            args = (
-                f"--teacher={teacher_dir}", "--baseline", f"--flagfile={flagfile}", f"--flagfile={baseline_flagfile}",
-                f"--workdir={run_dir}", *data_args, *train_args,
-            )
-            stages.append(Stage(f"baseline {name}", "gkd-distill", args, (), run_dir=run_dir))
-            runs.append((f"{name}_scratch", run_dir))
+            for suffix, seed_args in replicas:
+                run_dir = os.path.join(workdir, BASELINES_DIR, name + suffix)
+                args = (
+                    f"--teacher={teacher_dir}", "--baseline", f"--flagfile={flagfile}",
+                    f"--flagfile={baseline_flagfile}", *seed_args, f"--workdir={run_dir}", *data_args, *train_args,
+                )
+                stages.append(Stage(f"baseline {name + suffix}", "gkd-distill", args, (), run_dir=run_dir))
+                runs.append((f"{name}_scratch", run_dir))
     exports_dir = os.path.join(workdir, EXPORT_DIR)
     if export is not None:
         export_dir = os.path.join(exports_dir, export)

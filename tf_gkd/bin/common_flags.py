@@ -1,8 +1,8 @@
-"""Flags shared by the binaries: where the data is, and the domain-classifier cache; --help of console scripts."""
+"""Flags shared by the binaries: where the data is, the domain-classifier cache, integer lists; --help of console scripts."""
 
 import sys
 
-from absl import flags
+from absl import app, flags
 
 from tf_gkd.data import datasets
 
@@ -36,3 +36,16 @@ def help_from(module_name):
     for module in (module_name, __name__):
         for flag in flags.FLAGS.get_flags_for_module(module):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def int_list(name, minimum, allow_empty=False):
+    """The integers of the list flag `name`, each at least `minimum`; anything else is a usage error."""
+    try:
+        values = [int(v) for v in flags.FLAGS[name].value]
+    except ValueError:
+        values = None
+    if values is None or (not values and not allow_empty) or (values and min(values) < minimum):
+        raise app.UsageError(
+            f"--{name} must be a comma-separated list of integers >= {minimum}. Received: {flags.FLAGS[name].value}"
+        )
+    return values

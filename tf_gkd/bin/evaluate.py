@@ -85,19 +85,6 @@ def default_output(generator_path):
     return os.path.splitext(generator_path)[0] + "_eval.json"
 
 
-def _int_list(name, minimum):
-    """The integers of the list flag `name`, each at least `minimum`; anything else is a usage error."""
-    try:
-        values = [int(v) for v in FLAGS[name].value]
-    except ValueError:
-        values = []
-    if not values or min(values) < minimum:
-        raise app.UsageError(
-            f"--{name} must be a comma-separated list of integers >= {minimum}. Received: {FLAGS[name].value}"
-        )
-    return values
-
-
 def _load_evaluator():
     """The Evaluator of --dataset's test split and its cached classifier; exits 1 if either is unavailable."""
     try:
@@ -165,7 +152,7 @@ def _compare(specs, seeds):
         _load_evaluator(),
         seeds=seeds,
         num_samples=FLAGS.num_samples,
-        latency_batch_sizes=_int_list("latency_batch_sizes", 1),
+        latency_batch_sizes=common_flags.int_list("latency_batch_sizes", 1),
         latency_min_seconds=FLAGS.latency_min_seconds,
         exports_dir=FLAGS.exports_dir,
     )
@@ -182,7 +169,7 @@ def _compare(specs, seeds):
         psnr = (e["fidelity"] or {}).get("psnr")
         print(
             f"{e['name']:20s} {e['role']:9s} {e['cost']['params']['value']:10,d} "
-            f"{report.mean_std(fid['per_seed'], 2):>16s} {report.mean_std(psnr['per_seed'] if psnr else [], 2):>14s} "
+            f"{report.mean_std(fid['values'], 2):>16s} {report.mean_std(psnr['values'] if psnr else [], 2):>14s} "
             f"{e['cost']['keras_latency'][latency]['value']:16.4g}"
         )
     for failure in result["failed"]:
@@ -196,7 +183,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     specs = [spec for value in FLAGS.generator for spec in value.split(",") if spec]
-    seeds = _int_list("seeds", 0)
+    seeds = common_flags.int_list("seeds", 0)
     if FLAGS.output_dir or FLAGS.teacher or len(specs) > 1:
         if not FLAGS.output_dir:
             raise app.UsageError("Comparing generators writes a report: pass --output_dir=DIR.")

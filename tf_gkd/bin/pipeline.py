@@ -32,6 +32,11 @@ flags.DEFINE_string(
     "gkd-distill --baseline flagfile (the from-scratch recipe), read after each student's own; empty: no baselines.",
 )
 flags.DEFINE_string("export", "20x", "Name of the student to export for mobile; empty: no export.")
+flags.DEFINE_list(
+    "train_seeds", [],
+    "Train every student and baseline once per seed (--seed); the report gives mean ± std over the runs. "
+    "Empty: one run each, with the flagfiles' seed.",
+)
 flags.DEFINE_multi_string(
     "train_args", [], "A flag for every training stage (repeatable), e.g. --train_args=--mixed_precision=off."
 )
@@ -68,6 +73,7 @@ def _stages():
             classifier_args=[f"--classifier_dir={FLAGS.classifier_dir}"],
             evaluate_args=FLAGS.evaluate_args,
             export_args=FLAGS.export_args,
+            train_seeds=common_flags.int_list("train_seeds", 0, allow_empty=True),
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from None

@@ -56,10 +56,12 @@ _TENSORBOARD_DIR = "tb"  # Where gkd-train writes a run's events.
 class Entry:
     """One generator of the comparison and everything measured on it.
 
-    `quality` and `fidelity` map each metric to its per-seed values; `cost`
-    holds `params`, `macs`, `keras_bytes` and `keras_latency_ms_per_image`
-    ({`batch_<b>`: ms}); `tflite` is read from its gkd-export directory, if
-    any. `error` is set when it could not be loaded or scored.
+    `quality` and `fidelity` map each metric to its values, one per seed (run
+    by run, for an entry of several training runs); `cost` holds `params`,
+    `macs`, `keras_bytes` and `keras_latency_ms_per_image` ({`batch_<b>`: ms})
+    of its first run; `tflite` is read from its gkd-export directory, if any.
+    `runs` lists the paths of the training runs merged into it (`merge_runs`).
+    `error` is set when it could not be loaded or scored.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Entry:
     notes: list = dataclasses.field(default_factory=list)
     grid: np.ndarray | None = None
     curves: dict = dataclasses.field(default_factory=dict)
+    runs: list = dataclasses.field(default_factory=list)
 
     @property
     def ok(self):
@@ -155,7 +158,9 @@ def load_entries(specs, teacher=None):
     """Entries of `specs` (`NAME=PATH` or `PATH` each) and the teacher among them.
 
     Args:
-      specs: the generators to compare, in report order.
+      specs: the generators to compare, in report order. Several paths under
+        one name are training runs of one configuration (other seeds): each is
+        scored, and `compare` merges them into one entry.
       teacher: `NAME=PATH`, `PATH` or the name of an entry: the reference of
         fidelity. A path that is no entry's is loaded and put first. None: the
         first entry whose run is a teacher run, if any.
@@ -164,14 +169,23 @@ def load_entries(specs, teacher=None):
       (entries, teacher entry or None).
 
     Raises:
-      ValueError: two entries have one name (label them NAME=PATH).
+      ValueError: several paths have one name and the name is the teacher's,
+        or one path has several names.
     """
     parsed = [parse_spec(spec) for spec in specs]
     names = [name for name, _ in parsed]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"Several generators are named {duplicates}: label them, e.g. --generator=NAME=PATH.")
+    paths = [os.path.abspath(path) for _, path in parsed]
+    repeated = sorted({path for path in paths if paths.count(path) > 1})
+    if repeated:
+        raise ValueError(f"{repeated} given more than once: pass each generator once.")
     entries = [load_entry(name, path) for name, path in parsed]
+    entries, found = _find_teacher(entries, names, teacher)
+    if found is not None and names.count(found.name) > 1:
+        raise ValueError(f"The teacher {found.name!r} names several runs: the teacher is one generator.")
+    return entries, found
+
+
+def _find_teacher(entries, names, teacher):
     if teacher is None:
         return entries, next((e for e in entries if e.ok and e.role == "teacher"), None)
     name, path = parse_spec(teacher)
@@ -298,7 +312,35 @@ def compare(
             entry.notes.append("no PSNR/SSIM: its z_dim differs from the teacher's, so it never sees the same z")
     settings = _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, latency_min_seconds, exports_dir)
     scored_teacher = teacher if teacher is not None and teacher.ok else None
-    return Comparison(entries=entries, teacher=scored_teacher, settings=settings)
+    return Comparison(entries=merge_runs(entries), teacher=scored_teacher, settings=settings)
+
+
+def merge_runs(entries):
+    """Entries with one entry per name: the scored training runs of a name merged into its first one.
+
+    The merged entry keeps the first run's cost, samples and curves, and the
+    quality and fidelity values of every run (run by run); `runs` lists their
+    paths. A run that failed stays a failed entry of its own (and is noted).
+    """
+    merged, first = [], {}
+    for entry in entries:
+        base = first.get(entry.name)
+        if base is None or not entry.ok:
+            if entry.ok and entry.name not in first:
+                first[entry.name] = entry
+            merged.append(entry)
+            continue
+        if not base.runs:
+            base.runs = [base.path]
+        base.runs.append(entry.path)
+        for mine, theirs in ((base.quality, entry.quality), (base.fidelity, entry.fidelity)):
+            for key, values in theirs.items():
+                mine.setdefault(key, []).extend(values)
+    for entry in merged:
+        failed = [e.path for e in merged if not e.ok and e.name == entry.name]
+        if entry.ok and failed:
+            entry.notes.append(f"training runs that failed, not in its numbers: {', '.join(failed)}")
+    return merged
 
 
 def _same_latents(entry, teacher):
@@ -345,12 +387,13 @@ def _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, laten
             "runtime": "the Keras model as one tf.function, TensorFlow's default thread pools",
             "cpu_count": os.cpu_count(),
         },
-        "std": "sample standard deviation over seeds (n - 1); null with one seed",
+        "std": "sample standard deviation (n - 1) over seeds, and over training runs for an entry of several; "
+        "null with one value",
     }
 
 
 def summary(values):
-    """{mean, std, per_seed} of per-seed values; std is the sample standard deviation, None for one value."""
+    """{mean, std, values} of per-seed (and per-run) values; std is the sample standard deviation, None for one."""
     values = [float(v) for v in values]
     std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    return {"mean": float(np.mean(values)), "std": std, "per_seed": values}
+    return {"mean": float(np.mean(values)), "std": std, "values": values}

@@ -69,6 +69,7 @@ def to_json(comparison):
                 "path": os.path.abspath(entry.path),
                 "file": os.path.abspath(entry.file),
                 "z_dim": model_io.z_dim(entry.generator),
+                "runs": [os.path.abspath(path) for path in entry.runs] or None,
                 "quality": {k: {**compare.summary(v), "unit": compare.UNITS[k]} for k, v in entry.quality.items()},
                 "fidelity": {k: {**compare.summary(v), "unit": compare.UNITS[k]} for k, v in entry.fidelity.items()}
                 or None,
@@ -97,6 +98,11 @@ def _ratio(ratios, key):
     return f"{ratios[key]['value']:.2f}×" if ratios and key in ratios else "—"
 
 
+def _label(entry):
+    """The model column: its name, and how many training runs its numbers are over when several."""
+    return f"`{entry.name}` ({len(entry.runs)} runs)" if entry.runs else f"`{entry.name}`"
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -112,7 +118,8 @@ def to_markdown(comparison, figures):
         "# Evaluation report",
         "",
         f"{s['dataset']} {s['real_split']} split ({s['num_real']:,} images) against {s['num_samples']:,} samples per "
-        f"generator and seed (seeds {seeds}; mean ± sample std over seeds when several), scored on {s['extractor']} "
+        f"generator and seed (seeds {seeds}; mean ± sample std over seeds, and over training runs for a model "
+        f"trained several times, when several), scored on {s['extractor']} "
         f"(test accuracy {s['classifier_test_accuracy']:.4f}). "
         + (f"Precision and recall with k = {s['precision_recall_k']}. " if s["precision_recall_k"] else "")
         + (
@@ -132,7 +139,7 @@ def to_markdown(comparison, figures):
         ratios = _vs_teacher(e, teacher)
         latency = [f"{e.cost['keras_latency_ms_per_image'][f'batch_{b}']:.4g}" for b in batches]
         rows.append(
-            [f"`{e.name}`", e.role, f"{e.cost['params']:,}", _ratio(ratios, "params"), f"{e.cost['macs']:,}",
+            [_label(e), e.role, f"{e.cost['params']:,}", _ratio(ratios, "params"), f"{e.cost['macs']:,}",
              f"{e.cost['keras_bytes']:,}", *latency, _ratio(ratios, f"latency_{_latency_key(comparison)}")]
         )
     lines += _table(header, rows)
@@ -147,7 +154,7 @@ def to_markdown(comparison, figures):
     ]
     header = ["model", "FID", "FID / teacher", "KID", "classifier score", "precision", "recall", "PSNR dB", "SSIM"]
     rows = [
-        [f"`{e.name}`", mean_std(e.quality.get("fid"), 2), _ratio(_vs_teacher(e, teacher), "fid")]
+        [_label(e), mean_std(e.quality.get("fid"), 2), _ratio(_vs_teacher(e, teacher), "fid")]
         + [mean_std(e.quality.get(k), _DECIMALS[k]) for k in ("kid", "classifier_score", "precision", "recall")]
         + [mean_std(e.fidelity.get(k), _DECIMALS[k]) for k in compare.FIDELITY]
         for e in ok
