@@ -72,6 +72,22 @@ def test_a_training_stage_is_done_once_its_generator_file_exists(tmp_path):
     assert stage.done()
 
 
+def test_export_and_report_are_redone_when_their_arguments_change(tmp_path):
+    def report_stage(students):
+        return pipeline.plan(str(tmp_path), "t.cfg", students)[-1]
+
+    stage = report_stage([("20x", "b.cfg")])
+    os.makedirs(tmp_path / "report")
+    for name in pipeline.REPORT_FILES:
+        (tmp_path / "report" / name).write_text("{}")
+    assert not stage.done()  # Outputs without a stamp: made by something else.
+    stage.write_stamp()
+    assert stage.done()
+    assert not report_stage([("20x", "b.cfg"), ("10x", "a.cfg")]).done()  # One more student: redone.
+    export = pipeline.plan(str(tmp_path), "t.cfg", [("20x", "b.cfg")], export="20x")[-2]
+    assert "--overwrite" in export.args and export.stamp.startswith(str(tmp_path / "export" / "20x"))
+
+
 # Run settings shared by the tiny teacher and student flagfiles.
 TINY_RUN = """--batch_size=16
 --train_steps=10

@@ -9,8 +9,11 @@ A pipeline directory holds one directory per stage:
 Each stage runs its binary in a child process, exactly the command it prints,
 so any stage can be re-run by hand. A stage is done when its final outputs
 exist: every binary writes those last and atomically, so a killed stage is
-never mistaken for a done one. Re-running the pipeline skips done stages and
-resumes an interrupted training stage from its last checkpoint.
+never mistaken for a done one. The export and the report are also redone when
+their arguments change (say, more students or training seeds): the pipeline
+stamps each with the arguments it ran with (`STAMP_FILE`). Re-running the
+pipeline skips done stages and resumes an interrupted training stage from its
+last checkpoint.
 """
 
 import ctypes
@@ -30,6 +33,7 @@ EXPORT_DIR = "export"
 REPORT_DIR = "report"
 REPORT_FILES = ("metrics.json", "report.md")
 EXPORT_REPORT = "export_report.json"
+STAMP_FILE = "pipeline_args.txt"  # In an export or report directory: the arguments it was made with.
 
 # The console script of each binary, and where its entry point lives.
 BINARIES = {
@@ -53,11 +57,30 @@ class Stage:
     args: tuple
     outputs: tuple  # Paths; the stage is done when all exist.
     run_dir: str | None = None  # A training stage's run directory (generator file: see `done`).
+    stamp: str | None = None  # Where a successful run records its arguments; done only if they match.
 
     def done(self):
         if self.run_dir is not None:
+            # gkd-train itself refuses a run directory whose config.json differs from its flags.
             return any(os.path.exists(os.path.join(self.run_dir, f)) for f in model_io.RUN_GENERATOR_FILES)
-        return all(os.path.exists(p) for p in self.outputs)
+        if not all(os.path.exists(p) for p in self.outputs):
+            return False
+        if self.stamp is None:
+            return True
+        try:
+            with open(self.stamp) as f:
+                return f.read() == self._stamp_text()
+        except OSError:
+            return False
+
+    def _stamp_text(self):
+        return "\n".join(self.args) + "\n"
+
+    def write_stamp(self):
+        """Records the arguments of a successful run (nothing for a training stage)."""
+        if self.stamp is not None:
+            with open(self.stamp, "w") as f:
+                f.write(self._stamp_text())
 
     def describe_outputs(self):
         if self.run_dir is not None:
@@ -167,15 +190,19 @@ def plan(
         export_dir = os.path.join(exports_dir, export)
         args = (
             f"--generator={os.path.join(workdir, STUDENTS_DIR, export)}", f"--name={export}",
-            f"--export_dir={export_dir}", *data_args, *classifier_args, *export_args,
-        )
-        stages.append(Stage(f"export {export}", "gkd-export", args, (os.path.join(export_dir, EXPORT_REPORT),)))
+            f"--export_dir={export_dir}", "--overwrite", *data_args, *classifier_args, *export_args,
+        )  # --overwrite: the stage only runs when its export is missing or was made with other arguments.
+        stages.append(Stage(
+            f"export {export}", "gkd-export", args, (os.path.join(export_dir, EXPORT_REPORT),),
+            stamp=os.path.join(export_dir, STAMP_FILE),
+        ))
     report_dir = os.path.join(workdir, REPORT_DIR)
     args = (
         *(f"--generator={name}={run_dir}" for name, run_dir in runs), "--teacher=teacher",
         f"--output_dir={report_dir}", f"--exports_dir={exports_dir}", *data_args, *classifier_args, *evaluate_args,
     )
-    stages.append(Stage("report", "gkd-evaluate", args, tuple(os.path.join(report_dir, f) for f in REPORT_FILES)))
+    outputs = tuple(os.path.join(report_dir, f) for f in REPORT_FILES)
+    stages.append(Stage("report", "gkd-evaluate", args, outputs, stamp=os.path.join(report_dir, STAMP_FILE)))
     return stages
 
 
@@ -188,7 +215,7 @@ def _die_with_parent():
 
 
 def run_stage(stage, log=print):
-    """Runs `stage`'s command; returns its wall time in seconds.
+    """Runs `stage`'s command and stamps it; returns its wall time in seconds.
 
     Raises:
       StageError: the command exited non-zero (its own error is above, on stderr).
@@ -202,4 +229,5 @@ def run_stage(stage, log=print):
             f"Stage {stage.name!r} failed (exit status {result.returncode}); its error is above. "
             f"Fix it and re-run the pipeline: finished stages are kept. Command: {' '.join(command)}"
         )
+    stage.write_stamp()
     return time.perf_counter() - start
