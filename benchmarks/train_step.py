@@ -26,7 +26,7 @@ back to back). A repeat times the steady-state steps inside one `fit` call
 (`StepClock`).
 """
 
-import dataclasses
+import copy
 import os
 import statistics
 import time
@@ -37,11 +37,11 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from tf_gkd.bin import train as train_bin  # noqa: E402  (gkd-train's flags and their TrainConfig)
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.distillation import teacher as teacher_lib  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.networks import layers as gkd_layers  # noqa: E402
-from tf_gkd.training import config as config_lib  # noqa: E402
 from tf_gkd.training import runs  # noqa: E402
 import reference  # noqa: E402  (benchmarks/reference.py)
 
@@ -57,33 +57,28 @@ REFERENCE = "keras-io reference (float32)"
 flags.DEFINE_list("models", list(MODELS), f"Models to time, from {list(MODELS)}.")
 flags.DEFINE_integer("steps", 200, "Timed train steps per repeat (at least two groups of 10).", lower_bound=20)
 flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
-flags.DEFINE_integer("batch_size", 64, "Batch size of every variant.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
 flags.DEFINE_enum("kind", "conv", factory.TRUNK_KINDS, "Network kind of the GAN's generator and discriminator.")
-FLAGS = flags.FLAGS
+FLAGS = flags.FLAGS  # With gkd-train's own (imported above), among them --batch_size and --data_dir.
 
 
 def flagfile_config(model, **overrides):
-    """The `TrainConfig` of `model`'s flagfile (`--name=value` lines; `student_*` are `generator_*`) and `overrides`."""
-    defaults = config_lib.TrainConfig()
-    values = {}
-    with open(os.path.join(REPO, MODELS[model][0])) as f:
-        for line in f:
-            if line.startswith("--"):
-                name, value = line.strip()[2:].split("=", 1)
-                name = name.replace("student_", "generator_")
-                default = getattr(defaults, name)
-                if isinstance(default, bool):
-                    values[name] = value.lower() in ("1", "true")
-                elif default is None:
-                    values[name] = int(value) if value.isdigit() else value
-                else:
-                    values[name] = type(default)(value)
+    """The `TrainConfig` that gkd-train / gkd-distill make of `model`'s flagfile, with `--batch_size` and `overrides`.
+
+    absl expands the flagfile (nested ones too) and parses it into a copy of this
+    program's flags reset to their defaults; gkd-distill's `--student_*` are its
+    aliases of `--generator_*`.
+    """
+    path = os.path.join(REPO, MODELS[model][0])
+    argv = [arg.replace("--student_", "--generator_", 1) for arg in FLAGS.read_flags_from_files([f"--flagfile={path}"])]
+    parsed = copy.deepcopy(FLAGS)
+    parsed.unparse_flags()
+    parsed(["train_step", *argv])
+    values = dict(batch_size=FLAGS.batch_size, **overrides)
     if model == "gan":
         values.update(generator_kind=FLAGS.kind, discriminator_kind=FLAGS.kind)
     if model == "distill":
         values.update(model="distill", teacher="untrained conv generator")
-    return dataclasses.replace(config_lib.TrainConfig(**values), batch_size=FLAGS.batch_size, **overrides)
+    return train_bin.config_from_flags(parsed, **values)
 
 
 def teacher_generator(config):

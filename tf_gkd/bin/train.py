@@ -134,9 +134,9 @@ flags.DEFINE_integer("num_samples", _DEFAULTS.num_samples, "Images in each sampl
 FLAGS = flags.FLAGS
 
 
-def config_from_flags(**overrides):
+def config_from_flags(flag_values=FLAGS, **overrides):
     """The `TrainConfig` given by the parsed flags and `overrides`; invalid combinations are usage errors."""
-    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.TrainConfig)}
+    values = {f.name: flag_values[f.name].value for f in dataclasses.fields(config_lib.TrainConfig)}
     values.update(overrides)
     try:
         return config_lib.TrainConfig(**values)
