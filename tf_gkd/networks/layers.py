@@ -51,8 +51,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     around them; the fused kernel does the statistics and the normalisation in
     one op forward and one backward, reading bfloat16/float16 activations
     directly (statistics in float32). It is what `tf.keras` 2 used by default,
-    and cuDNN's batch normalisation on GPUs. It makes tf_gkd's train steps
-    ~10–20 % faster on CPU (see benchmarks/train_step.py).
+    and cuDNN's batch normalisation on GPUs (speed: benchmarks/train_step.py).
 
     Inputs of any rank ≥ 2 normalised over the last axis take the fused path
     (other ranks are reshaped to [M, 1, 1, C]); masks, renormalisation,
