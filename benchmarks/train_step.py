@@ -118,11 +118,9 @@ def tf_gkd(model, images, labels, mixed_precision):
     """(tf_gkd model, its dataset) for `model`, as gkd-train / gkd-distill build them."""
     config = flagfile_config(model, mixed_precision=mixed_precision)
     runs.set_precision(mixed_precision)
-    data = datasets.train_dataset(images, labels, config.batch_size, seed=0)
-    if model == "gan":
-        return runs.build_gan(config), data
-    if model == "vae":
-        return runs.build_vae(config), data
+    if model in ("gan", "vae"):
+        build = runs.build_gan if model == "gan" else runs.build_vae
+        return build(config), datasets.train_dataset(images, labels, config.batch_size, seed=0)
     teacher = teacher_lib.Teacher(
         run_dir=config.teacher, config={}, generator=teacher_generator(config), encoder=None, discriminator_path=None
     )

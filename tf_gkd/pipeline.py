@@ -168,23 +168,20 @@ def plan(
         )
     ]
     runs = [("teacher", teacher_dir)]
-    for name, flagfile in students:
-        for suffix, seed_args in replicas:
-            run_dir = os.path.join(workdir, STUDENTS_DIR, name + suffix)
-            args = (f"--teacher={teacher_dir}", f"--flagfile={flagfile}", *seed_args, f"--workdir={run_dir}",
-                    *data_args, *train_args)
-            stages.append(Stage(f"student {name + suffix}", "gkd-distill", args, (), run_dir=run_dir))
-            runs.append((name, run_dir))
+    # (stage kind, directory, report suffix, gkd-distill flags before / after the student's flagfile).
+    kinds = [("student", STUDENTS_DIR, "", (), ())]
     if baseline_flagfile:
+        kinds.append(("baseline", BASELINES_DIR, "_scratch", ("--baseline",), (f"--flagfile={baseline_flagfile}",)))
+    for kind, directory, report_suffix, before, after in kinds:
         for name, flagfile in students:
             for suffix, seed_args in replicas:
-                run_dir = os.path.join(workdir, BASELINES_DIR, name + suffix)
+                run_dir = os.path.join(workdir, directory, name + suffix)
                 args = (
-                    f"--teacher={teacher_dir}", "--baseline", f"--flagfile={flagfile}",
-                    f"--flagfile={baseline_flagfile}", *seed_args, f"--workdir={run_dir}", *data_args, *train_args,
+                    f"--teacher={teacher_dir}", *before, f"--flagfile={flagfile}", *after, *seed_args,
+                    f"--workdir={run_dir}", *data_args, *train_args,
                 )
-                stages.append(Stage(f"baseline {name + suffix}", "gkd-distill", args, (), run_dir=run_dir))
-                runs.append((f"{name}_scratch", run_dir))
+                stages.append(Stage(f"{kind} {name + suffix}", "gkd-distill", args, (), run_dir=run_dir))
+                runs.append((name + report_suffix, run_dir))
     exports_dir = os.path.join(workdir, EXPORT_DIR)
     if export is not None:
         export_dir = os.path.join(exports_dir, export)

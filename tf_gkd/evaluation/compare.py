@@ -322,24 +322,25 @@ def merge_runs(entries):
     quality and fidelity values of every run (run by run); `runs` lists their
     paths. A run that failed stays a failed entry of its own (and is noted).
     """
-    merged, first = [], {}
+    merged, by_name, failed = [], {}, {}
     for entry in entries:
-        base = first.get(entry.name)
-        if base is None or not entry.ok:
-            if entry.ok and entry.name not in first:
-                first[entry.name] = entry
-            merged.append(entry)
+        base = by_name.get(entry.name)
+        if entry.ok and base is not None:
+            if not base.runs:
+                base.runs = [base.path]
+            base.runs.append(entry.path)
+            for mine, theirs in ((base.quality, entry.quality), (base.fidelity, entry.fidelity)):
+                for key, values in theirs.items():
+                    mine.setdefault(key, []).extend(values)
             continue
-        if not base.runs:
-            base.runs = [base.path]
-        base.runs.append(entry.path)
-        for mine, theirs in ((base.quality, entry.quality), (base.fidelity, entry.fidelity)):
-            for key, values in theirs.items():
-                mine.setdefault(key, []).extend(values)
-    for entry in merged:
-        failed = [e.path for e in merged if not e.ok and e.name == entry.name]
-        if entry.ok and failed:
-            entry.notes.append(f"training runs that failed, not in its numbers: {', '.join(failed)}")
+        if entry.ok:
+            by_name[entry.name] = entry
+        else:
+            failed.setdefault(entry.name, []).append(entry.path)
+        merged.append(entry)
+    for name, paths in failed.items():
+        if name in by_name:
+            by_name[name].notes.append(f"training runs that failed, not in its numbers: {', '.join(paths)}")
     return merged
 
 
