@@ -92,7 +92,7 @@ def keras_io(model, images):
     config = flagfile_config(model)
 
     def stock(network):  # Keras's batch normalisation layer, not tf_gkd's fused one.
-        return gkd_layers.with_batch_norm(network, fused=False)
+        return gkd_layers.with_fast_layers(network, fast=False)
 
     if model == "gan":
         net = reference.build(

@@ -1,5 +1,6 @@
 """The network factory: shapes, ranges and sizes of every kind."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -21,6 +22,19 @@ def test_discriminator_gives_one_logit_and_features(kind):
     logits = np.asarray(d(np.zeros((2, 28, 28, 1), "float32")))
     assert logits.shape == (2, 1)
     assert d.get_layer("features").output.shape[0] is None
+
+
+@pytest.mark.parametrize("kind", factory.TRUNK_KINDS)
+def test_encoder_heads_compute_in_the_policy_dtype_and_return_float32(kind):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        encoder = factory.make_encoder(kind, z_dim=8, width=0.25)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert [encoder.get_layer(head).compute_dtype for head in ("mean", "log_var")] == ["bfloat16", "bfloat16"]
+    mean, log_var = encoder(np.zeros((2, 28, 28, 1), "float32"))
+    assert mean.shape == log_var.shape == (2, 8)
+    assert mean.dtype == log_var.dtype == "float32"
 
 
 def test_classic_dense_generator_layout():

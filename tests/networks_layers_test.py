@@ -1,4 +1,5 @@
-"""tf_gkd's fused batch normalisation: the same maths as Keras's layer, and Keras's layer in saved files."""
+"""tf_gkd's fast layers (fused batch normalisation, matrix-product kernel gradients): the same maths as
+Keras's layers, and Keras's layers in saved files."""
 
 import json
 import os
@@ -71,21 +72,121 @@ def test_unsupported_options_take_the_keras_path():
     np.testing.assert_allclose(fused(x, training=True), keras_bn(x, training=True), rtol=1e-5, atol=1e-5)
 
 
-def test_with_batch_norm_swaps_layers_and_keeps_outputs():
+def test_with_fast_layers_swaps_layers_and_keeps_outputs():
     generator = factory.make_generator("conv4", z_dim=8, width=0.1)
     z = np.random.default_rng(4).normal(size=(6, 8)).astype("float32")
     generator(z, training=True)  # Move the statistics away from their initial values.
-    stock = gkd_layers.with_batch_norm(generator, fused=False)
-    kinds = {type(layer).__name__ for layer in stock.layers if isinstance(layer, keras.layers.BatchNormalization)}
-    assert kinds == {"BatchNormalization"}
-    assert {type(layer).__name__ for layer in generator.layers if "_bn" in layer.name} == {"FusedBatchNormalization"}
+    stock = gkd_layers.with_fast_layers(generator, fast=False)
+    fast_types = set(gkd_layers.FAST_LAYERS.values())
+    assert {type(layer) for layer in generator.layers} & fast_types == fast_types - {gkd_layers.MatmulGradConv2D}
+    assert not {type(layer) for layer in stock.layers} & fast_types
+    assert {type(layer) for layer in stock.layers} >= {keras.layers.BatchNormalization, keras.layers.Conv2DTranspose}
     for training in (False, True):
         np.testing.assert_allclose(stock(z, training=training), generator(z, training=training), atol=1e-5)
-    back = gkd_layers.with_batch_norm(stock, fused=True)
-    assert any(isinstance(layer, gkd_layers.FusedBatchNormalization) for layer in back.layers)
+    back = gkd_layers.with_fast_layers(stock, fast=True)
+    assert [type(layer) for layer in back.layers] == [type(layer) for layer in generator.layers]
     np.testing.assert_allclose(back(z, training=False), generator(z, training=False), atol=1e-5)
     dense = factory.make_generator("dense", z_dim=8, width=0.1)  # Nothing to swap: the model itself.
-    assert gkd_layers.with_batch_norm(dense, fused=False) is dense
+    assert gkd_layers.with_fast_layers(dense, fast=False) is dense
+
+
+# (input shape, layer arguments): SAME with even and odd sizes, VALID with a row the kernel never reads,
+# unequal strides and kernel sides.
+CONV_CASES = [
+    ((4, 14, 14, 16), dict(filters=64, kernel_size=4, strides=2, padding="same")),
+    ((4, 15, 13, 16), dict(filters=64, kernel_size=4, strides=2, padding="same")),
+    ((4, 15, 15, 16), dict(filters=64, kernel_size=4, strides=2, padding="valid")),
+    ((4, 12, 10, 32), dict(filters=64, kernel_size=(4, 2), strides=(2, 1), padding="same")),
+    ((4, 9, 9, 8), dict(filters=64, kernel_size=6, strides=3, padding="valid")),
+]
+
+
+@pytest.mark.parametrize("shape, kwargs", CONV_CASES)
+def test_conv_weight_gradient_matches_tensorflow(shape, kwargs):
+    """The matrix-product kernel gradient against TensorFlow's Conv2DBackpropFilter, in float32."""
+    rng = np.random.default_rng(6)
+    kernel_size = keras.layers.Conv2D(**kwargs).kernel_size
+    strides, padding = keras.layers.Conv2D(**kwargs).strides, kwargs["padding"]
+    x = tf.constant(rng.normal(size=shape).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(*kernel_size, shape[-1], kwargs["filters"])).astype("float32"))
+    y = tf.nn.conv2d(x, kernel, strides, padding.upper())
+    dy = tf.constant(rng.normal(size=y.shape).astype("float32"))
+    expected = tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=kernel.shape, out_backprop=dy, strides=[1, *strides, 1], padding=padding.upper()
+    )
+    got = gkd_layers.conv_weight_gradient(x, dy, kernel_size, strides, padding)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+def bfloat16_layers(keras_cls, fast_cls, shape, kwargs):
+    """(Keras's layer, tf_gkd's), mixed_bfloat16, built for `shape` with the same weights."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        stock, fast = keras_cls(**kwargs), fast_cls(**kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    stock.build(shape)
+    fast.build(shape)
+    rng = np.random.default_rng(7)
+    weights = [rng.normal(0, 0.2, w.shape).astype("float32") for w in stock.weights]
+    stock.set_weights(weights)
+    fast.set_weights(weights)
+    return stock, fast
+
+
+def assert_same_gradients(stock, fast, shape):
+    """Outputs and input/kernel/bias gradients of the two layers agree to bfloat16 precision."""
+    rng = np.random.default_rng(8)
+    x = tf.cast(rng.normal(size=shape), tf.bfloat16)
+    upstream = rng.normal(size=stock.compute_output_shape(shape)).astype("float32")  # dL/dy, the same for both.
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.cast(layer(x), tf.float32)
+            loss = tf.reduce_sum(y * upstream)
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    # Compiled, as in training: TensorFlow's graph kernels (eager BiasAddGrad sums bfloat16 less exactly).
+    results = [tf.function(outputs_and_gradients)(layer) for layer in (stock, fast)]
+    for a, b in zip(*results):
+        a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+        # Summation orders differ and bfloat16 keeps 8 bits: compare relative to each tensor's scale.
+        np.testing.assert_allclose(b, a, atol=2**-6 * float(tf.reduce_max(tf.abs(a))))
+
+
+@pytest.mark.parametrize("shape, kwargs", CONV_CASES)
+def test_matmul_grad_conv_matches_keras_under_mixed_bfloat16(shape, kwargs):
+    stock, fast = bfloat16_layers(keras.layers.Conv2D, gkd_layers.MatmulGradConv2D, shape, kwargs)
+    assert gkd_layers._matmul_gradient_applies(fast, tf.zeros(shape, tf.bfloat16), shape[-1], kwargs["filters"])
+    assert_same_gradients(stock, fast, shape)
+
+
+@pytest.mark.parametrize(
+    "shape, kwargs",
+    [
+        ((4, 7, 7, 64), dict(filters=64, kernel_size=4, strides=2, padding="same", use_bias=False)),
+        ((4, 7, 6, 64), dict(filters=32, kernel_size=4, strides=2, padding="valid")),
+    ],
+)
+def test_matmul_grad_conv_transpose_matches_keras_under_mixed_bfloat16(shape, kwargs):
+    stock, fast = bfloat16_layers(keras.layers.Conv2DTranspose, gkd_layers.MatmulGradConv2DTranspose, shape, kwargs)
+    assert gkd_layers._matmul_gradient_applies(fast, tf.zeros(shape, tf.bfloat16), kwargs["filters"], shape[-1])
+    assert fast.compute_output_shape(shape) == stock(tf.zeros(shape, tf.bfloat16)).shape
+    assert_same_gradients(stock, fast, shape)
+
+
+def test_matmul_gradient_only_where_it_is_faster():
+    layer = gkd_layers.MatmulGradConv2D(64, 4, strides=2, padding="same")
+    layer.build((None, 14, 14, 16))
+    bf16 = tf.zeros((2, 14, 14, 16), tf.bfloat16)
+    assert gkd_layers._matmul_gradient_applies(layer, bf16, 16, 64)
+    assert not gkd_layers._matmul_gradient_applies(layer, tf.zeros((2, 14, 14, 16)), 16, 64)  # float32
+    assert not gkd_layers._matmul_gradient_applies(layer, bf16, 1, 64)  # A 4-row matrix: the first layer.
+    stride_1 = gkd_layers.MatmulGradConv2D(64, 3, padding="same")
+    assert not gkd_layers._matmul_gradient_applies(stride_1, bf16, 16, 64)
+    layer.trainable = False  # A frozen teacher: no kernel gradient to compute.
+    assert not gkd_layers._matmul_gradient_applies(layer, bf16, 16, 64)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +206,7 @@ def test_saved_generator_loads_with_keras_alone(conv_run):
     path = os.path.join(conv_run, "generator.keras")
     with zipfile.ZipFile(path) as archive:
         config = archive.read("config.json").decode()
-    assert "FusedBatchNormalization" not in config and '"BatchNormalization"' in config
+    assert "tf_gkd" not in config and '"BatchNormalization"' in config and '"Conv2DTranspose"' in config
     z = np.random.default_rng(5).normal(size=(3, 8)).astype("float32")
     np.save(os.path.join(conv_run, "z.npy"), z)
     script = (  # A process that never imports tf_gkd.
@@ -122,9 +223,16 @@ def test_saved_generator_loads_with_keras_alone(conv_run):
     np.testing.assert_allclose(np.asarray(teacher.generator(z, training=False)), np.load(out), atol=1e-5)
 
 
-def test_fused_layer_serialises():
-    # The in-memory models of a run hold the fused layer; it is registered for safe-mode loading.
-    layer = gkd_layers.FusedBatchNormalization(momentum=0.8, epsilon=1e-4)
+@pytest.mark.parametrize(
+    "layer",
+    [
+        gkd_layers.FusedBatchNormalization(momentum=0.8, epsilon=1e-4),
+        gkd_layers.MatmulGradConv2D(8, 4, strides=2, padding="same"),
+        gkd_layers.MatmulGradConv2DTranspose(8, 4, strides=2, padding="valid", use_bias=False),
+    ],
+)
+def test_fast_layers_serialise(layer):
+    # The in-memory models of a run hold the fast layers; they are registered for safe-mode loading.
     restored = keras.saving.deserialize_keras_object(json.loads(json.dumps(keras.saving.serialize_keras_object(layer))))
-    assert type(restored) is gkd_layers.FusedBatchNormalization
-    assert restored.momentum == 0.8 and restored.epsilon == 1e-4
+    assert type(restored) is type(layer)
+    assert restored.get_config() == layer.get_config()

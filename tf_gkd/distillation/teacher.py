@@ -68,8 +68,8 @@ def load_teacher(run_dir, dataset):
         generator = model_io.load_generator(run_dir)
     except model_io.GeneratorLoadError as e:
         raise TeacherError(f"{e} If its training is unfinished, finish it first (re-run gkd-train on it).") from None
-    # The fused batch normalisation kernel: the teacher runs on every distillation step.
-    generator = gkd_layers.with_batch_norm(generator, fused=True)
+    # tf_gkd's fast layers (fused batch normalisation): the teacher runs on every distillation step.
+    generator = gkd_layers.with_fast_layers(generator, fast=True)
     generator.trainable = False
     encoder = None
     encoder_path = os.path.join(run_dir, ENCODER_FILE)

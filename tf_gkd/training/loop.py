@@ -107,7 +107,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
     for name, network in final_models.items():
         path = os.path.join(workdir, name)
         # Keras's own layers in the file, so that it loads without tf_gkd.
-        model_io.save_model_atomic(gkd_layers.with_batch_norm(network, fused=False), path)
+        model_io.save_model_atomic(gkd_layers.with_fast_layers(network, fast=False), path)
         logging.info("Wrote %s", path)
 
 
