@@ -1,6 +1,7 @@
 """Train steps/s of tf_gkd's GAN, VAE and distiller vs plain keras-io-style `fit`s, same run.
 
     .venv/bin/python benchmarks/train_step.py [--models=gan,vae,distill] [--repeats=3] [--steps=200]
+        [--ablate_matmul_gradients]
 
 Each tf_gkd model is built as gkd-train / gkd-distill build it from its
 flagfile, in float32 and with mixed_bfloat16, and timed against a keras-io
@@ -17,8 +18,9 @@ recipe (benchmarks/reference.py) over the same networks, batch size and data:
 
 The references run in float32 on keras-io's input pipeline
 (`from_tensor_slices(...).shuffle(1024).batch()`) with `fit`'s defaults, their
-networks made of Keras's own layers (tf_gkd's use its fused batch
-normalisation, `tf_gkd.networks.layers.FusedBatchNormalization`). Each
+networks made of Keras's own layers (tf_gkd's use its fast ones,
+`tf_gkd.networks.layers.FAST_LAYERS`; `--ablate_matmul_gradients` adds tf_gkd
+in mixed_bfloat16 without its matrix-product kernel gradients). Each
 variant is timed `--repeats` times, interleaved, after a warm-up; the medians
 are printed, and the median over repeats of each repeat's ratio to the
 reference (the machine's speed drifts between repeats; a repeat's variants run
@@ -58,6 +60,10 @@ flags.DEFINE_list("models", list(MODELS), f"Models to time, from {list(MODELS)}.
 flags.DEFINE_integer("steps", 200, "Timed train steps per repeat (at least two groups of 10).", lower_bound=20)
 flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
 flags.DEFINE_enum("kind", "conv", factory.TRUNK_KINDS, "Network kind of the GAN's generator and discriminator.")
+flags.DEFINE_boolean(
+    "ablate_matmul_gradients", False,
+    "Also time tf_gkd in mixed_bfloat16 with oneDNN's convolution kernel gradients instead of the matrix products.",
+)
 FLAGS = flags.FLAGS  # With gkd-train's own (imported above), among them --batch_size and --data_dir.
 
 
@@ -91,7 +97,7 @@ def keras_io(model, images):
     keras.mixed_precision.set_global_policy("float32")
     config = flagfile_config(model)
 
-    def stock(network):  # Keras's batch normalisation layer, not tf_gkd's fused one.
+    def stock(network):  # Keras's own layers, not tf_gkd's fast ones (`gkd_layers.FAST_LAYERS`).
         return gkd_layers.with_fast_layers(network, fast=False)
 
     if model == "gan":
@@ -128,14 +134,37 @@ def tf_gkd(model, images, labels, mixed_precision):
     return model, runs.distill_dataset(model, config, images, labels, seed=0)
 
 
+def without_matmul_gradients(model, images, labels):
+    """tf_gkd's mixed_bfloat16 `model` traced with oneDNN's kernel gradients instead of the matrix products.
+
+    The layers decide when their train step is traced, so the step is traced
+    (the warm-up) with the matrix products switched off.
+    """
+    threshold = gkd_layers.MATMUL_GRADIENT_MIN_SIDE
+    gkd_layers.MATMUL_GRADIENT_MIN_SIDE = float("inf")
+    try:
+        net, dataset = tf_gkd(model, images, labels, "mixed_bfloat16")
+        steps_per_second(net, dataset, 20)
+    finally:
+        gkd_layers.MATMUL_GRADIENT_MIN_SIDE = threshold
+    return net, dataset
+
+
 def variants(model, images, labels):
-    """{name: builder of (model, dataset)} of `model`: the reference, tf_gkd in float32 and mixed_bfloat16."""
+    """{name: builder of (model, dataset)} of `model`: the reference, tf_gkd in float32 and mixed_bfloat16.
+
+    With --ablate_matmul_gradients also tf_gkd in mixed_bfloat16 without the
+    matrix-product kernel gradients (`gkd_layers.MatmulGradConv2D`).
+    """
     label = MODELS[model][1]
-    return {
+    builders = {
         REFERENCE: lambda: keras_io(model, images),
         f"tf_gkd {label} (float32)": lambda: tf_gkd(model, images, labels, "off"),
         f"tf_gkd {label} (mixed_bfloat16)": lambda: tf_gkd(model, images, labels, "mixed_bfloat16"),
     }
+    if FLAGS.ablate_matmul_gradients:
+        builders[f"tf_gkd {label} (bf16, oneDNN kernel grads)"] = lambda: without_matmul_gradients(model, images, labels)
+    return builders
 
 
 class StepClock(keras.callbacks.Callback):

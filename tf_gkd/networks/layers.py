@@ -110,6 +110,12 @@ def conv_weight_gradient(x, dy, kernel_size, strides, padding):
     in matrix products large enough for oneDNN to run near its peak.
     """
     (kh, kw), (sh, sw) = kernel_size, strides
+    padding = padding.lower()
+    if kh % sh or kw % sw or padding not in ("same", "valid"):
+        raise ValueError(
+            "conv_weight_gradient needs kernel sizes divisible by the strides and 'same' or 'valid' padding. "
+            f"Received: kernel_size={kernel_size}, strides={strides}, padding={padding!r}"
+        )
     _, height, width, channels = x.shape
     _, out_h, out_w, filters = dy.shape
     rows, cols = (out_h - 1) * sh + kh, (out_w - 1) * sw + kw  # The input extent the kernel reads.
@@ -129,7 +135,7 @@ def conv_weight_gradient(x, dy, kernel_size, strides, padding):
 
 
 # The smallest matrix sides for which the matrix-product weight gradient beats oneDNN's
-# (benchmarks/conv_grad.py: bfloat16, 4×4 stride-2 kernels from 1 to 128 channels).
+# (benchmarks/conv_grad.py: bfloat16, 4×4 stride-2 kernels from 1 to 256 channels).
 MATMUL_GRADIENT_MIN_SIDE = 64
 
 
@@ -162,10 +168,11 @@ class MatmulGradConv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose kernel gradient is computed by matrix products.
 
     Same weights, configuration and forward pass as the Keras layer. On CPUs,
-    oneDNN's bfloat16 convolution weight gradient runs at a quarter of the
-    speed of its forward pass and no faster than float32 (this project's
-    discriminator, 4×4 stride 2, 64 → 128 channels: 13.4 ms against 3.4 ms
-    forward, 12.9 ms in float32). So under mixed_bfloat16 on machines without
+    oneDNN's bfloat16 convolution weight gradient runs at under half the speed
+    of its forward pass, no faster than float32 (benchmarks/flops.py, this
+    project's discriminator `down_7`, 4×4 stride 2, 64 → 128 channels, batch
+    128: 171 GFLOP/s against 380 forward and 191 in float32; as matrix
+    products 250). So under mixed_bfloat16 on machines without
     a GPU, the layer's backward pass computes the kernel gradient as matrix
     products (`conv_weight_gradient`) when the stride is above 1 and divides
     the kernel size and both matrix sides are at least
@@ -175,22 +182,19 @@ class MatmulGradConv2D(keras.layers.Conv2D):
     Keras's own layer (`with_fast_layers(model, fast=False)`).
     """
 
-    def convolution_op(self, inputs, kernel):
+    def call(self, inputs):
         if not _matmul_gradient_applies(self, inputs, inputs.shape[-1], self.filters):
-            return super().convolution_op(inputs, kernel)
+            return super().call(inputs)
         strides, padding = [1, *self.strides, 1], self.padding.upper()
-
-        @tf.custom_gradient
-        def conv(x, w):
-            def grad(dy):
-                dx = tf.raw_ops.Conv2DBackpropInput(
-                    input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides, padding=padding
-                )
-                return dx, conv_weight_gradient(x, dy, self.kernel_size, self.strides, self.padding)
-
-            return tf.nn.conv2d(x, w, strides, padding), grad
-
-        return conv(tf.convert_to_tensor(inputs), tf.convert_to_tensor(kernel))
+        return _call_with_matmul_gradient(
+            self,
+            inputs,
+            forward=lambda x, w: tf.nn.conv2d(x, w, strides, padding),
+            input_gradient=lambda x, w, dy: tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides, padding=padding
+            ),
+            kernel_gradient=lambda x, dy: conv_weight_gradient(x, dy, self.kernel_size, self.strides, self.padding),
+        )
 
 
 @keras.saving.register_keras_serializable(package="tf_gkd")
@@ -207,24 +211,44 @@ class MatmulGradConv2DTranspose(keras.layers.Conv2DTranspose):
         if not _matmul_gradient_applies(self, inputs, self.filters, inputs.shape[-1]):
             return super().call(inputs)
         strides, padding = [1, *self.strides, 1], self.padding.upper()
-        # Keras's output size: the input's times the stride, plus the kernel's overhang without padding.
-        overhang = [max(k - s, 0) if self.padding == "valid" else 0 for k, s in zip(self.kernel_size, self.strides)]
-        out_h = inputs.shape[1] * self.strides[0] + overhang[0]
-        out_w = inputs.shape[2] * self.strides[1] + overhang[1]
+        _, out_h, out_w, _ = self.compute_output_shape(inputs.shape)
         output_shape = tf.stack([tf.shape(inputs)[0], out_h, out_w, self.filters])
+        return _call_with_matmul_gradient(
+            self,
+            inputs,
+            forward=lambda x, w: tf.nn.conv2d_transpose(x, w, output_shape, strides, padding),
+            input_gradient=lambda x, w, dy: tf.nn.conv2d(dy, w, strides, padding),
+            kernel_gradient=lambda x, dy: conv_weight_gradient(dy, x, self.kernel_size, self.strides, self.padding),
+        )
 
-        @tf.custom_gradient
-        def conv_transpose(x, w):
-            def grad(dy):
-                dx = tf.nn.conv2d(dy, w, strides, padding)
-                return dx, conv_weight_gradient(dy, x, self.kernel_size, self.strides, self.padding)
 
-            return tf.nn.conv2d_transpose(x, w, output_shape, strides, padding), grad
+def _call_with_matmul_gradient(layer, inputs, forward, input_gradient, kernel_gradient):
+    """activation(forward(x, kernel) + bias) of a (transposed) convolution `layer`, with the given gradients.
 
-        outputs = conv_transpose(tf.convert_to_tensor(inputs), tf.convert_to_tensor(self.kernel))
-        if self.use_bias:  # As Keras's layer adds it.
-            outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1, 1, 1, self.filters)))
-        return self.activation(outputs) if self.activation is not None else outputs
+    The bias gradient is summed in float32: TensorFlow's unfused BiasAddGrad
+    accumulates bfloat16 (2 % off over 196 positions), where the kernel
+    gradient op it is otherwise fused into does not.
+    """
+    tensors = [tf.convert_to_tensor(inputs), tf.convert_to_tensor(layer.kernel)]
+    if layer.use_bias:
+        tensors.append(tf.convert_to_tensor(layer.bias))
+
+    @tf.custom_gradient
+    def op(x, w, *bias):
+        y = forward(x, w)
+        if bias:
+            y = tf.nn.bias_add(y, bias[0])
+
+        def grad(dy):
+            grads = [input_gradient(x, w, dy), kernel_gradient(x, dy)]
+            if bias:
+                grads.append(tf.cast(tf.reduce_sum(tf.cast(dy, tf.float32), [0, 1, 2]), bias[0].dtype))
+            return grads
+
+        return y, grad
+
+    outputs = op(*tensors)
+    return layer.activation(outputs) if layer.activation is not None else outputs
 
 
 # Keras's layers and tf_gkd's faster versions of them (same weights and configuration).

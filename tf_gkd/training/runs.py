@@ -14,6 +14,7 @@ from tf_gkd.distillation import generator as distill_lib
 from tf_gkd.distillation import pairs as pairs_lib
 from tf_gkd.distillation import teacher as teacher_lib
 from tf_gkd.networks import factory
+from tf_gkd.networks import layers as gkd_layers
 from tf_gkd.training import config as config_lib
 from tf_gkd.training import gan as gan_lib
 from tf_gkd.training import loop
@@ -204,7 +205,10 @@ def build_distiller(config, teacher):
     discriminator = None
     if config.adversarial_weight > 0 or config.feature_weight > 0:
         if config.init_discriminator:
-            discriminator = keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False)
+            # The saved file holds Keras's layers; training it again wants tf_gkd's fast ones.
+            discriminator = gkd_layers.with_fast_layers(
+                keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False), fast=True
+            )
         else:
             discriminator = factory.make_discriminator(
                 config.discriminator_kind,
