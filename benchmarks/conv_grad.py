@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_gkd.networks import layers as gkd_layers  # noqa: E402
+from tf_gkd.networks import fast as gkd_layers  # noqa: E402
 
 flags.DEFINE_integer("repeats", 5, "Timed repeats per variant (the best is reported).", lower_bound=1)
 flags.DEFINE_integer("iterations", 30, "Calls per timed repeat.", lower_bound=1)
@@ -68,18 +68,25 @@ def main(argv):
     del argv
     onednn = tf.function(
         lambda x, dy: tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=[KERNEL, KERNEL, x.shape[-1], dy.shape[-1]], out_backprop=dy,
-            strides=[1, STRIDE, STRIDE, 1], padding="SAME",
+            input=x,
+            filter_sizes=[KERNEL, KERNEL, x.shape[-1], dy.shape[-1]],
+            out_backprop=dy,
+            strides=[1, STRIDE, STRIDE, 1],
+            padding="SAME",
         )
     )
     matmul = tf.function(
         lambda x, dy: gkd_layers.conv_weight_gradient(x, dy, (KERNEL, KERNEL), (STRIDE, STRIDE), "same")
     )
     rng = np.random.default_rng(0)
-    print(f"4x4 stride-2 'same' convolutions, kernel gradient, best of {FLAGS.repeats} x {FLAGS.iterations} calls, "
-          f"{os.cpu_count()} CPUs, TF {tf.__version__}")
-    print(f"{'shape':26s} {'N':>4s} {'HxW':>6s} {'C->O':>9s} | {'bf16 oneDNN':>11s} {'matmul':>7s} {'ratio':>6s} | "
-          f"{'f32 oneDNN':>10s} {'matmul':>7s} {'ratio':>6s} | bf16 layer uses")
+    print(
+        f"4x4 stride-2 'same' convolutions, kernel gradient, best of {FLAGS.repeats} x {FLAGS.iterations} calls, "
+        f"{os.cpu_count()} CPUs, TF {tf.__version__}"
+    )
+    print(
+        f"{'shape':26s} {'N':>4s} {'HxW':>6s} {'C->O':>9s} | {'bf16 oneDNN':>11s} {'matmul':>7s} {'ratio':>6s} | "
+        f"{'f32 oneDNN':>10s} {'matmul':>7s} {'ratio':>6s} | bf16 layer uses"
+    )
     for name, batch, size, channels, filters in SHAPES:
         row = []
         for dtype in (tf.bfloat16, tf.float32):
@@ -88,9 +95,14 @@ def main(argv):
             a, b = best_ms(onednn, x, dy), best_ms(matmul, x, dy)
             row.append(f"{a:11.2f} {b:7.2f} {a / b:5.2f}x")
         layer = gkd_layers.MatmulGradConv2D(filters, KERNEL, strides=STRIDE, padding="same")
-        uses = gkd_layers._matmul_gradient_applies(layer, tf.zeros((1, size, size, channels), tf.bfloat16), channels, filters)
-        print(f"{name:26s} {batch:4d} {size:3d}x{size:<2d} {channels:4d}->{filters:<4d} | {row[0]} | "
-              f"{row[1].strip():>26s} | {'matmul' if uses else 'oneDNN'}", flush=True)
+        uses = gkd_layers._matmul_gradient_applies(
+            layer, tf.zeros((1, size, size, channels), tf.bfloat16), channels, filters
+        )
+        print(
+            f"{name:26s} {batch:4d} {size:3d}x{size:<2d} {channels:4d}->{filters:<4d} | {row[0]} | "
+            f"{row[1].strip():>26s} | {'matmul' if uses else 'oneDNN'}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

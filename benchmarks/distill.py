@@ -5,7 +5,8 @@
 
 For every size S, runs `gkd-distill --flagfile=flags/distill_S.cfg` (the student) and, for the
 --baseline_sizes, the same command with `--baseline` (the same architecture, steps and batch
-trained as a plain GAN with the teachers' GAN recipe, no teacher), each in its own run directory under --workdir (complete runs are reused). `--lambdas`
+trained as a plain GAN with the teachers' GAN recipe, no teacher), each in its own run
+directory under --workdir (complete runs are reused). `--lambdas`
 adds runs of the 20x student with other adversarial weights λ. Without --teacher, the quickstart
 teacher is trained first (flags/gan_quickstart.cfg). Every generator is then scored by the same
 evaluator (domain-classifier features, --num_samples samples against the test split: FID, KID,
@@ -19,14 +20,15 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 from absl import app, flags, logging  # noqa: E402
 
+from tf_gkd import rundir  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.losses import distill as distill_losses  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
-import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_distill", "Directory of the benchmark's runs.")
 flags.DEFINE_string("teacher", None, "Teacher run directory (default: train flags/gan_quickstart.cfg in --workdir).")
@@ -45,7 +47,7 @@ GAN_RECIPE = ["--g_learning_rate=8e-4", "--d_learning_rate=2e-4", "--beta_1=0.5"
 
 
 def run(binary, workdir, *args):
-    return runs_lib.timed_run(binary, workdir, args, model_io.RUN_GENERATOR_FILES, FLAGS.data_dir)
+    return runs_lib.timed_run(binary, workdir, args, rundir.GENERATOR_FILES, FLAGS.data_dir)
 
 
 def main(argv):
@@ -60,20 +62,20 @@ def main(argv):
 
     teacher_dir = FLAGS.teacher or os.path.join(FLAGS.workdir, "teacher")
     if not FLAGS.teacher:
-        timed("teacher", run("run", teacher_dir, "--flagfile=flags/gan_quickstart.cfg"))
+        timed("teacher", run("train", teacher_dir, "--flagfile=flags/gan_quickstart.cfg"))
     runs = {"teacher": teacher_dir}
     for size in FLAGS.sizes:
         common = [f"--flagfile=flags/distill_{size}.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]
         runs[f"student {size}"] = os.path.join(FLAGS.workdir, f"student_{size}")
-        timed(f"student {size}", run("run_distill", runs[f"student {size}"], *common))
+        timed(f"student {size}", run("distill", runs[f"student {size}"], *common))
         if size in FLAGS.baseline_sizes:
             runs[f"scratch {size}"] = os.path.join(FLAGS.workdir, f"scratch_{size}")
-            timed(f"scratch {size}", run("run_distill", runs[f"scratch {size}"], *common, "--baseline", *GAN_RECIPE))
+            timed(f"scratch {size}", run("distill", runs[f"scratch {size}"], *common, "--baseline", *GAN_RECIPE))
     for lam in FLAGS.lambdas:
         name = f"student 20x λ={lam}"
         runs[name] = os.path.join(FLAGS.workdir, f"student_20x_lambda_{lam}")
         args = ["--flagfile=flags/distill_20x.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]
-        timed(name, run("run_distill", runs[name], *args, f"--adversarial_weight={lam}"))
+        timed(name, run("distill", runs[name], *args, f"--adversarial_weight={lam}"))
 
     raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
     test_images, _ = datasets.load_numpy("fashion_mnist", "test", FLAGS.data_dir, raw_dir)
@@ -97,16 +99,22 @@ def main(argv):
         json.dump(results, f, indent=2)
 
     t = results["teacher"]
-    print(f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
-          f"(test accuracy {classifier.info['test_accuracy']:.4f}); PSNR vs the teacher on {FIDELITY_LATENTS} latents")
-    print(f"{'model':22s} {'params':>8s} {'smaller':>8s} {'FID':>7s} {'FID/T':>6s} {'KID':>7s} {'CS':>6s} "
-          f"{'PSNR dB':>8s} {'λ':>5s} {'steps':>6s} {'train s':>8s}")
+    print(
+        f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
+        f"(test accuracy {classifier.info['test_accuracy']:.4f}); PSNR vs the teacher on {FIDELITY_LATENTS} latents"
+    )
+    print(
+        f"{'model':22s} {'params':>8s} {'smaller':>8s} {'FID':>7s} {'FID/T':>6s} {'KID':>7s} {'CS':>6s} "
+        f"{'PSNR dB':>8s} {'λ':>5s} {'steps':>6s} {'train s':>8s}"
+    )
     for name, r in results.items():
         lam = "" if r["adversarial_weight"] is None else f"{r['adversarial_weight']:g}"
         psnr = "—" if name == "teacher" else f"{r['psnr_vs_teacher_db']:.2f}"
-        print(f"{name:22s} {r['params']:8d} {t['params'] / r['params']:7.1f}x {r['fid']:7.2f} "
-              f"{r['fid'] / t['fid']:6.2f} {r['kid']:7.3f} {r['classifier_score']:6.2f} {psnr:>8s} {lam:>5s} "
-              f"{r['train_steps']:6d} {r.get('train_seconds', float('nan')):8.1f}")
+        print(
+            f"{name:22s} {r['params']:8d} {t['params'] / r['params']:7.1f}x {r['fid']:7.2f} "
+            f"{r['fid'] / t['fid']:6.2f} {r['kid']:7.3f} {r['classifier_score']:6.2f} {psnr:>8s} {lam:>5s} "
+            f"{r['train_steps']:6d} {r.get('train_seconds', float('nan')):8.1f}"
+        )
     logging.info("Wrote %s", results_path)
 
 

@@ -20,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.distillation import classifier as distill_lib  # noqa: E402
 from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
+from tf_gkd.models import classifier as distill_lib  # noqa: E402
 
 flags.DEFINE_string("workdir", "runs/bench_distill_classifier", "Where distill_classifier.json is written.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
@@ -83,12 +83,16 @@ def main(argv):
     with open(path, "w") as f:
         json.dump({"flags": {name: FLAGS[name].value for name in FLAG_NAMES}, "results": results}, f, indent=2)
 
-    print(f"\nFashion-MNIST test split ({len(test_labels)} images); students of width {FLAGS.student_width} "
-          f"trained {FLAGS.epochs} epochs, seed {FLAGS.seed}; teacher train time from its info.json")
+    print(
+        f"\nFashion-MNIST test split ({len(test_labels)} images); students of width {FLAGS.student_width} "
+        f"trained {FLAGS.epochs} epochs, seed {FLAGS.seed}; teacher train time from its info.json"
+    )
     print(f"{'model':28s} {'params':>9s} {'teacher/model':>13s} {'test acc':>9s} {'train s':>8s}")
     for name, r in results.items():
-        print(f"{name:28s} {r['params']:9d} {teacher_params / r['params']:12.1f}x "
-              f"{r['test_accuracy']:9.4f} {r['train_seconds']:8.1f}")
+        print(
+            f"{name:28s} {r['params']:9d} {teacher_params / r['params']:12.1f}x "
+            f"{r['test_accuracy']:9.4f} {r['train_seconds']:8.1f}"
+        )
     logging.info("Wrote %s", path)
 
 

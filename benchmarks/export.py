@@ -49,8 +49,12 @@ def main(argv):
     classifier = classifier_lib.load_or_train("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir, raw_dir)
     evaluator = evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), "fashion_mnist test")
     student = exporter.export_generator(
-        model_io.load_generator(FLAGS.generator), os.path.join(FLAGS.workdir, "student"), "student",
-        overwrite=True, evaluator=evaluator, num_samples=FLAGS.num_samples,
+        model_io.load_generator(FLAGS.generator),
+        os.path.join(FLAGS.workdir, "student"),
+        "student",
+        overwrite=True,
+        evaluator=evaluator,
+        num_samples=FLAGS.num_samples,
     )
     teacher = exporter.export_generator(
         model_io.load_generator(FLAGS.teacher), os.path.join(FLAGS.workdir, "teacher"), "teacher", overwrite=True
@@ -97,18 +101,24 @@ def main(argv):
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
 
-    print(f"\nStudent {FLAGS.generator} ({student['params']:,} params) vs teacher {FLAGS.teacher} "
-          f"({teacher['params']:,} params). FID: {FLAGS.num_samples} samples vs the fashion_mnist test split, "
-          f"domain classifier features (test accuracy {classifier.info['test_accuracy']:.4f}); "
-          f"Keras student FID {keras_fid:.3f}. Latency: LiteRT, {exporter.LATENCY_THREADS} thread, ms per image.")
-    print(f"{'variant':8s} {'bytes':>9s} {'x fp32':>6s} {'max abs':>8s} {'mean abs':>8s} {'FID':>7s} {'FID/K':>6s} "
-          f"{'ms b1':>8s} {'ms b64':>8s} {'T ms b1':>8s} {'T ms b64':>8s} {'S/T b1':>7s} {'S/T b64':>7s}")
+    print(
+        f"\nStudent {FLAGS.generator} ({student['params']:,} params) vs teacher {FLAGS.teacher} "
+        f"({teacher['params']:,} params). FID: {FLAGS.num_samples} samples vs the fashion_mnist test split, "
+        f"domain classifier features (test accuracy {classifier.info['test_accuracy']:.4f}); "
+        f"Keras student FID {keras_fid:.3f}. Latency: LiteRT, {exporter.LATENCY_THREADS} thread, ms per image."
+    )
+    print(
+        f"{'variant':8s} {'bytes':>9s} {'x fp32':>6s} {'max abs':>8s} {'mean abs':>8s} {'FID':>7s} {'FID/K':>6s} "
+        f"{'ms b1':>8s} {'ms b64':>8s} {'T ms b1':>8s} {'T ms b64':>8s} {'S/T b1':>7s} {'S/T b64':>7s}"
+    )
     for variant, r in rows.items():
-        print(f"{variant:8s} {r['size_bytes']:9d} {r['size_ratio_vs_fp32']:6.2f} {r['max_abs_diff']:8.3g} "
-              f"{r['mean_abs_diff']:8.3g} {r['fid']:7.3f} {r['fid_vs_keras']:6.3f} {r['ms_per_image_batch_1']:8.4g} "
-              f"{r['ms_per_image_batch_64']:8.4g} {r['teacher_ms_per_image_batch_1']:8.4g} "
-              f"{r['teacher_ms_per_image_batch_64']:8.4g} {r['latency_ratio_vs_teacher_batch_1']:7.3g} "
-              f"{r['latency_ratio_vs_teacher_batch_64']:7.3g}")
+        print(
+            f"{variant:8s} {r['size_bytes']:9d} {r['size_ratio_vs_fp32']:6.2f} {r['max_abs_diff']:8.3g} "
+            f"{r['mean_abs_diff']:8.3g} {r['fid']:7.3f} {r['fid_vs_keras']:6.3f} {r['ms_per_image_batch_1']:8.4g} "
+            f"{r['ms_per_image_batch_64']:8.4g} {r['teacher_ms_per_image_batch_1']:8.4g} "
+            f"{r['teacher_ms_per_image_batch_64']:8.4g} {r['latency_ratio_vs_teacher_batch_1']:7.3g} "
+            f"{r['latency_ratio_vs_teacher_batch_64']:7.3g}"
+        )
     print(f"Operators (all variants, builtin only): {sorted({op for r in rows.values() for op in r['ops']})}")
     for target, met in targets.items():
         print(f"target {target}: {'met' if met else 'NOT met'}")

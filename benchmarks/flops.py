@@ -44,13 +44,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import train_step  # noqa: E402  (benchmarks/train_step.py: its flags, variants and clock)
 from absl import app, flags  # noqa: E402
 from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # noqa: E402
 
+from tf_gkd import contract  # noqa: E402
 from tf_gkd.evaluation import cost  # noqa: E402
-from tf_gkd.networks import factory  # noqa: E402
-from tf_gkd.networks import layers as gkd_layers  # noqa: E402
-import train_step  # noqa: E402  (benchmarks/train_step.py: its flags, variants and clock)
+from tf_gkd.networks import fast as gkd_layers  # noqa: E402
 
 flags.DEFINE_list("matmul_sizes", ["2048", "4096"], "Sizes n of the n×n matmuls that measure the peak.")
 flags.DEFINE_integer("matmul_repeats", 5, "Timed calls per matmul size, convolution pass and dtype (medians).")
@@ -103,7 +103,7 @@ def conv_flops_per_second(dtype):
 
 def graph_flops(model):
     """{op type: (float operations, nodes)} that TF's profiler counts in the traced graph of one `train_step`."""
-    spec = tf.TensorSpec([FLAGS.batch_size, *factory.IMAGE_SHAPE], tf.float32)
+    spec = tf.TensorSpec([FLAGS.batch_size, *contract.IMAGE_SHAPE], tf.float32)
     node = cost.profile_float_ops(tf.function(model.train_step).get_concrete_function(spec).graph)
     counts = {}
     while node.children:  # The "op" view nests the op types in a chain, most float operations first.
@@ -193,9 +193,14 @@ def main(argv):
     for dtype in (tf.float32, tf.bfloat16):
         rates = {int(n): matmul_flops_per_second(int(n), dtype) for n in FLAGS.matmul_sizes}
         peaks[dtype.name] = max(rates.values())
-        print(f"matmul {dtype.name}: " + ", ".join(f"{n}²: {r / 1e9:.1f} GFLOP/s" for n, r in rates.items()), flush=True)
-        print(f"discriminator down_7 convolution {dtype.name}: "
-              + ", ".join(f"{k} {r / 1e9:.1f} GFLOP/s" for k, r in conv_flops_per_second(dtype).items()), flush=True)
+        print(
+            f"matmul {dtype.name}: " + ", ".join(f"{n}²: {r / 1e9:.1f} GFLOP/s" for n, r in rates.items()), flush=True
+        )
+        print(
+            f"discriminator down_7 convolution {dtype.name}: "
+            + ", ".join(f"{k} {r / 1e9:.1f} GFLOP/s" for k, r in conv_flops_per_second(dtype).items()),
+            flush=True,
+        )
 
     images, labels = train_step.load_images()
     builders = train_step.variants("gan", images, labels)
@@ -208,28 +213,39 @@ def main(argv):
         linear = {k: v for k, v in counted.items() if is_linear(k)}
         other = sum(v for k, (v, _) in counted.items() if k not in linear)
         linear_run = sum(is_linear(op_type) for op_type, _ in traces[name][0].values())
-        print(f"{name}: profiler count (GFLOP, graph nodes): "
-              + ", ".join(f"{k} {v / 1e9:.3f} ({n})" for k, (v, n) in linear.items())
-              + f", element-wise ops {other / 1e9:.3f}; linear ops in the graph "
-              f"{sum(n for _, n in linear.values())}, in the trace {linear_run}", flush=True)
+        print(
+            f"{name}: profiler count (GFLOP, graph nodes): "
+            + ", ".join(f"{k} {v / 1e9:.3f} ({n})" for k, (v, n) in linear.items())
+            + f", element-wise ops {other / 1e9:.3f}; linear ops in the graph "
+            f"{sum(n for _, n in linear.values())}, in the trace {linear_run}",
+            flush=True,
+        )
         rows[name] = (
-            sum(v for v, _ in linear.values()), analytic_flops(model, traced=True), analytic_flops(model),
+            sum(v for v, _ in linear.values()),
+            analytic_flops(model, traced=True),
+            analytic_flops(model),
             statistics.median(rates[name]),
             statistics.median(v / b for v, b in zip(rates[name], rates[train_step.REFERENCE])),
         )
     keras.mixed_precision.set_global_policy("float32")
 
-    print(f"\nGAN train step ({FLAGS.kind} networks, batch {FLAGS.batch_size}), {os.cpu_count()} CPUs, "
-          f"TF {tf.__version__}; peak = best median n×n matmul: float32 {peaks['float32'] / 1e9:.1f}, "
-          f"bfloat16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s")
+    print(
+        f"\nGAN train step ({FLAGS.kind} networks, batch {FLAGS.batch_size}), {os.cpu_count()} CPUs, "
+        f"TF {tf.__version__}; peak = best median n×n matmul: float32 {peaks['float32'] / 1e9:.1f}, "
+        f"bfloat16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s"
+    )
     print(f"{'':40s} {'graph GFLOP':>24s} {'run':>7s} {'':>8s} {'vs':>6s}")
-    print(f"{'variant':40s} {'profiler':>11s} {'analytic':>12s} {'GFLOP':>7s} {'steps/s':>8s} {'ref.':>6s} "
-          f"{'GFLOP/s':>8s} {'of peak':>8s}")
+    print(
+        f"{'variant':40s} {'profiler':>11s} {'analytic':>12s} {'GFLOP':>7s} {'steps/s':>8s} {'ref.':>6s} "
+        f"{'GFLOP/s':>8s} {'of peak':>8s}"
+    )
     for name, (counted, traced, analytic, rate, ratio) in rows.items():
         peak = peaks["bfloat16" if "bfloat16" in name else "float32"]
         achieved = analytic * rate
-        print(f"{name:40s} {counted / 1e9:11.3f} {traced / 1e9:12.3f} {analytic / 1e9:7.3f} {rate:8.2f} "
-              f"{ratio:5.2f}x {achieved / 1e9:8.1f} {achieved / peak:8.1%}")
+        print(
+            f"{name:40s} {counted / 1e9:11.3f} {traced / 1e9:12.3f} {analytic / 1e9:7.3f} {rate:8.2f} "
+            f"{ratio:5.2f}x {achieved / 1e9:8.1f} {achieved / peak:8.1%}"
+        )
 
     for name, (ops, steps) in traces.items():
         times = collections.Counter()
@@ -237,8 +253,10 @@ def main(argv):
             times[op_type] += self_time
         busy = sum(times.values())
         linear = sum(t for op_type, t in times.items() if is_linear(op_type))
-        print(f"\n{name}: busy self time {busy / 1e3 / steps:.1f} ms per step, {linear / busy:.1%} of it in "
-              f"convolutions and matmuls; top op types")
+        print(
+            f"\n{name}: busy self time {busy / 1e3 / steps:.1f} ms per step, {linear / busy:.1%} of it in "
+            f"convolutions and matmuls; top op types"
+        )
         for op_type, t in times.most_common(FLAGS.top_ops):
             print(f"  {op_type:40s} {t / busy:6.1%}")
 

@@ -21,15 +21,16 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import reference  # noqa: E402  (benchmarks/reference.py)
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 from absl import app, flags, logging  # noqa: E402
 
+from tf_gkd import rundir  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
-import reference  # noqa: E402  (benchmarks/reference.py)
-import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_teacher", "Directory of the benchmark's runs.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
@@ -48,7 +49,7 @@ TEACHERS = {
 def train_teacher(name, flagfile):
     """Runs gkd-train as a user would; returns the wall time (None if already complete)."""
     workdir = os.path.join(FLAGS.workdir, name)
-    return runs_lib.timed_run("run", workdir, [f"--flagfile={flagfile}"], [model_io.GENERATOR_FILE], FLAGS.data_dir)
+    return runs_lib.timed_run("train", workdir, [f"--flagfile={flagfile}"], [rundir.GENERATOR_FILE], FLAGS.data_dir)
 
 
 def train_keras_io(train_images, steps, batch_size):
@@ -103,13 +104,17 @@ def main(argv):
     with open(results_path, "w") as f:
         json.dump(results, f, indent=2)
 
-    print(f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
-          f"(test accuracy {classifier.info['test_accuracy']:.4f}); quickstart steps {quick['train_steps']}, "
-          f"batch {quick['batch_size']}")
+    print(
+        f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
+        f"(test accuracy {classifier.info['test_accuracy']:.4f}); quickstart steps {quick['train_steps']}, "
+        f"batch {quick['batch_size']}"
+    )
     print(f"{'model':26s} {'FID':>8s} {'KID':>8s} {'class. score':>12s} {'params':>9s} {'train s':>8s}")
     for name, r in results.items():
-        print(f"{name:26s} {r['fid']:8.2f} {r['kid']:8.3f} {r['classifier_score']:12.3f} "
-              f"{r.get('params', float('nan')):9.0f} {r.get('train_seconds', float('nan')):8.1f}")
+        print(
+            f"{name:26s} {r['fid']:8.2f} {r['kid']:8.3f} {r['classifier_score']:12.3f} "
+            f"{r.get('params', float('nan')):9.0f} {r.get('train_seconds', float('nan')):8.1f}"
+        )
     logging.info("Wrote %s", results_path)
 
 

@@ -19,7 +19,7 @@ recipe (benchmarks/reference.py) over the same networks, batch size and data:
 The references run in float32 on keras-io's input pipeline
 (`from_tensor_slices(...).shuffle(1024).batch()`) with `fit`'s defaults, their
 networks made of Keras's own layers (tf_gkd's use its fast ones,
-`tf_gkd.networks.layers.FAST_LAYERS`; `--ablate_matmul_gradients` adds tf_gkd
+`tf_gkd.networks.fast.accelerate`; `--ablate_matmul_gradients` adds tf_gkd
 in mixed_bfloat16 without its matrix-product kernel gradients). Each
 variant is timed `--repeats` times, interleaved, after a warm-up; the medians
 are printed, and the median over repeats of each repeat's ratio to the
@@ -36,16 +36,17 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import reference  # noqa: E402  (benchmarks/reference.py)
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_gkd.bin import train as train_bin  # noqa: E402  (gkd-train's flags and their TrainConfig)
+from tf_gkd.bin import common  # noqa: E402
+from tf_gkd.bin import train as train_bin  # noqa: E402, F401  (defines gkd-train's flags)
 from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.distillation import teacher as teacher_lib  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
-from tf_gkd.networks import layers as gkd_layers  # noqa: E402
-from tf_gkd.training import runs  # noqa: E402
-import reference  # noqa: E402  (benchmarks/reference.py)
+from tf_gkd.networks import fast as gkd_layers  # noqa: E402
+from tf_gkd.runs import teacher as teacher_lib  # noqa: E402
+from tf_gkd.runs import train as runs  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The flagfile each model is built from, and its name in the tables.
@@ -61,7 +62,8 @@ flags.DEFINE_integer("steps", 200, "Timed train steps per repeat (at least two g
 flags.DEFINE_integer("repeats", 3, "Timed repeats per variant (medians are reported).")
 flags.DEFINE_enum("kind", "conv", factory.TRUNK_KINDS, "Network kind of the GAN's generator and discriminator.")
 flags.DEFINE_boolean(
-    "ablate_matmul_gradients", False,
+    "ablate_matmul_gradients",
+    False,
     "Also time tf_gkd in mixed_bfloat16 with oneDNN's convolution kernel gradients instead of the matrix products.",
 )
 FLAGS = flags.FLAGS  # With gkd-train's own (imported above), among them --batch_size and --data_dir.
@@ -84,7 +86,7 @@ def flagfile_config(model, **overrides):
         values.update(generator_kind=FLAGS.kind, discriminator_kind=FLAGS.kind)
     if model == "distill":
         values.update(model="distill", teacher="untrained conv generator")
-    return train_bin.config_from_flags(parsed, **values)
+    return common.config_from_flags(parsed, **values)
 
 
 def teacher_generator(config):
@@ -96,27 +98,22 @@ def keras_io(model, images):
     """(reference model, its dataset) for `model`, in float32, its networks made of Keras's own layers."""
     keras.mixed_precision.set_global_policy("float32")
     config = flagfile_config(model)
-
-    def stock(network):  # Keras's own layers, not tf_gkd's fast ones (`gkd_layers.FAST_LAYERS`).
-        return gkd_layers.with_fast_layers(network, fast=False)
-
     if model == "gan":
         net = reference.build(
-            stock(factory.make_generator(config.generator_kind)),
-            stock(factory.make_discriminator(config.discriminator_kind)),
+            factory.make_generator(config.generator_kind), factory.make_discriminator(config.discriminator_kind)
         )
     elif model == "vae":
         net = reference.build_vae(
-            stock(factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth)),
-            stock(factory.make_generator(
+            factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth),
+            factory.make_generator(
                 config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
-            )),
+            ),
         )
     else:
         student = factory.make_generator(
             config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
         )
-        net = reference.build_distiller(stock(teacher_generator(config)), stock(student))
+        net = reference.build_distiller(teacher_generator(config), student)
     return net, reference.dataset(images, FLAGS.batch_size)
 
 
@@ -163,7 +160,9 @@ def variants(model, images, labels):
         f"tf_gkd {label} (mixed_bfloat16)": lambda: tf_gkd(model, images, labels, "mixed_bfloat16"),
     }
     if FLAGS.ablate_matmul_gradients:
-        builders[f"tf_gkd {label} (bf16, oneDNN kernel grads)"] = lambda: without_matmul_gradients(model, images, labels)
+        builders[f"tf_gkd {label} (bf16, oneDNN kernel grads)"] = lambda: without_matmul_gradients(
+            model, images, labels
+        )
     return builders
 
 
@@ -216,8 +215,10 @@ def measure(builders):
 def print_table(title, results):
     """Medians of steps/s and, against the reference, the median of each repeat's ratio (robust to drift)."""
     base = results[REFERENCE]
-    print(f"\n{title}: batch {FLAGS.batch_size}, {timed_steps()} steps x {FLAGS.repeats} repeats, "
-          f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}")
+    print(
+        f"\n{title}: batch {FLAGS.batch_size}, {timed_steps()} steps x {FLAGS.repeats} repeats, "
+        f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}"
+    )
     print(f"{'variant':44s} {'median steps/s':>15s} {'min':>7s} {'max':>7s} {'vs reference':>13s}")
     for name, values in results.items():
         ratio = statistics.median(v / b for v, b in zip(values, base))

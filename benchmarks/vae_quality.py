@@ -20,14 +20,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 from absl import app, flags, logging  # noqa: E402
 
+from tf_gkd import rundir  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
-from tf_gkd.training import vae_report  # noqa: E402
-import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_vae", "Directory of the benchmark's runs.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
@@ -42,7 +42,7 @@ RECIPES = {"fashion_mnist_vae": "flags/fashion_mnist_vae.cfg", "quick_vae": "fla
 def train_vae(workdir, flagfile):
     """Runs gkd-train as a user would; returns the wall time (None if the run is already complete)."""
     # vae_eval.json is written last.
-    return runs_lib.timed_run("run", workdir, [f"--flagfile={flagfile}"], [vae_report.EVAL_FILE], FLAGS.data_dir)
+    return runs_lib.timed_run("train", workdir, [f"--flagfile={flagfile}"], [rundir.VAE_EVAL_FILE], FLAGS.data_dir)
 
 
 def main(argv):
@@ -57,7 +57,7 @@ def main(argv):
         results.setdefault(recipe, {})["train_seconds"] = round(seconds, 1)
     with open(os.path.join(workdir, "config.json")) as f:
         config = json.load(f)
-    with open(os.path.join(workdir, vae_report.EVAL_FILE)) as f:
+    with open(os.path.join(workdir, rundir.VAE_EVAL_FILE)) as f:
         held_out = json.load(f)
 
     raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
@@ -72,23 +72,29 @@ def main(argv):
         train_steps=config["train_steps"],
         z_dim=config["z_dim"],
     )
-    results["real train images"] = evaluator.score_images(
-        datasets.to_float(train_images[: FLAGS.num_samples]).numpy()
-    )
+    results["real train images"] = evaluator.score_images(datasets.to_float(train_images[: FLAGS.num_samples]).numpy())
     with open(results_path, "w") as f:
         json.dump(results, f, indent=2)
 
-    print(f"\nFashion-MNIST VAE ({RECIPES[recipe]}: {config['train_steps']} steps, batch {config['batch_size']}, "
-          f"z_dim {config['z_dim']}, {config['likelihood']} likelihood, beta {config['beta']}).")
-    print(f"Held-out negative ELBO on the {held_out['num_images']} test images: {held_out['negative_elbo']:.2f} "
-          f"nats per image (reconstruction {held_out['reconstruction']:.2f}, KL {held_out['kl']:.2f}).")
-    print(f"{FLAGS.num_samples} samples vs the test split, domain classifier features "
-          f"(test accuracy {classifier.info['test_accuracy']:.4f}):")
+    print(
+        f"\nFashion-MNIST VAE ({RECIPES[recipe]}: {config['train_steps']} steps, batch {config['batch_size']}, "
+        f"z_dim {config['z_dim']}, {config['likelihood']} likelihood, beta {config['beta']})."
+    )
+    print(
+        f"Held-out negative ELBO on the {held_out['num_images']} test images: {held_out['negative_elbo']:.2f} "
+        f"nats per image (reconstruction {held_out['reconstruction']:.2f}, KL {held_out['kl']:.2f})."
+    )
+    print(
+        f"{FLAGS.num_samples} samples vs the test split, domain classifier features "
+        f"(test accuracy {classifier.info['test_accuracy']:.4f}):"
+    )
     print(f"{'model':26s} {'FID':>8s} {'KID':>8s} {'class. score':>12s} {'params':>9s} {'train s':>8s}")
     for name in (recipe, "real train images"):
         r = results[name]
-        print(f"{name:26s} {r['fid']:8.2f} {r['kid']:8.3f} {r['classifier_score']:12.3f} "
-              f"{r.get('params', float('nan')):9.0f} {r.get('train_seconds', float('nan')):8.1f}")
+        print(
+            f"{name:26s} {r['fid']:8.2f} {r['kid']:8.3f} {r['classifier_score']:12.3f} "
+            f"{r.get('params', float('nan')):9.0f} {r.get('train_seconds', float('nan')):8.1f}"
+        )
     logging.info("Wrote %s", results_path)
 
 

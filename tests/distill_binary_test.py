@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd.distillation import teacher as teacher_lib
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
-from tf_gkd.training import config as config_lib
-from tf_gkd.training import runs
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import teacher as teacher_lib
+from tf_gkd.runs import train as runs
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +37,18 @@ def teacher_run(tiny_data_dir, tmp_path_factory):
     """A finished tiny GAN teacher run (z_dim 16)."""
     workdir = str(tmp_path_factory.mktemp("teacher"))
     config = config_lib.TrainConfig(
-        data_dir=tiny_data_dir, z_dim=16, generator_kind="dense", discriminator_kind="dense", generator_width=0.5,
-        discriminator_width=0.25, batch_size=16, train_steps=10, log_every=5, sample_every=10,
-        checkpoint_every=10, num_samples=4,
+        data_dir=tiny_data_dir,
+        z_dim=16,
+        generator_kind="dense",
+        discriminator_kind="dense",
+        generator_width=0.5,
+        discriminator_width=0.25,
+        batch_size=16,
+        train_steps=10,
+        log_every=5,
+        sample_every=10,
+        checkpoint_every=10,
+        num_samples=4,
     )
     runs.train(config, workdir)
     return workdir
@@ -47,8 +56,14 @@ def teacher_run(tiny_data_dir, tmp_path_factory):
 
 def gkd_distill(workdir, data_dir, teacher, *args):
     cmd = [
-        sys.executable, "-c", "from tf_gkd.bin.train import run_distill; run_distill()",
-        f"--workdir={workdir}", f"--data_dir={data_dir}", f"--teacher={teacher}", *STUDENT, *args,
+        sys.executable,
+        "-c",
+        "from tf_gkd.bin.distill import run; run()",
+        f"--workdir={workdir}",
+        f"--data_dir={data_dir}",
+        f"--teacher={teacher}",
+        *STUDENT,
+        *args,
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -66,16 +81,24 @@ def tensorboard_tags(workdir):
 
 def test_student_run_directory_contract_and_resume(tiny_data_dir, teacher_run, tmp_path):
     workdir = tmp_path / "student"
-    result = gkd_distill(workdir, tiny_data_dir, teacher_run, "--train_steps=10", "--adversarial_weight=0.1",
-                         "--feature_weight=1")
+    result = gkd_distill(
+        workdir, tiny_data_dir, teacher_run, "--train_steps=10", "--adversarial_weight=0.1", "--feature_weight=1"
+    )
     assert result.returncode == 0, result.stderr
 
     saved = json.loads((workdir / "config.json").read_text())
     assert saved["model"] == "distill" and saved["teacher"] == teacher_run
     assert saved["z_dim"] == 16  # The teacher's, not the flag's default.
     assert saved["generator_width"] == 0.1  # --student_width.
-    assert {"train/pixel", "train/psnr", "train/adversarial", "train/feature", "train/d_loss",
-            "teacher_vs_student", "samples"} <= tensorboard_tags(str(workdir))
+    assert {
+        "train/pixel",
+        "train/psnr",
+        "train/adversarial",
+        "train/feature",
+        "train/d_loss",
+        "teacher_vs_student",
+        "samples",
+    } <= tensorboard_tags(str(workdir))
     assert "teacher_vs_student_step_0000010.png" in os.listdir(workdir / "samples")
 
     student = model_io.load_generator(str(workdir))  # A run directory resolves to its student.keras.
@@ -84,19 +107,22 @@ def test_student_run_directory_contract_and_resume(tiny_data_dir, teacher_run, t
     images = np.asarray(student(np.zeros((2, 16), np.float32)))
     assert images.shape == (2, 28, 28, 1) and np.all(np.abs(images) <= 1)
 
-    again = gkd_distill(workdir, tiny_data_dir, teacher_run, "--train_steps=20", "--adversarial_weight=0.1",
-                        "--feature_weight=1")
+    again = gkd_distill(
+        workdir, tiny_data_dir, teacher_run, "--train_steps=20", "--adversarial_weight=0.1", "--feature_weight=1"
+    )
     assert again.returncode == 0, again.stderr
     assert "(step 10)" in again.stderr
-    changed = gkd_distill(workdir, tiny_data_dir, teacher_run, "--train_steps=30", "--adversarial_weight=0.5",
-                          "--feature_weight=1")
+    changed = gkd_distill(
+        workdir, tiny_data_dir, teacher_run, "--train_steps=30", "--adversarial_weight=0.5", "--feature_weight=1"
+    )
     assert changed.returncode == 1 and "adversarial_weight: 0.1 in the run, 0.5 now" in changed.stderr
 
 
 def test_offline_distillation_trains_from_pairs(tiny_data_dir, teacher_run, tmp_path):
     workdir = tmp_path / "offline"
-    result = gkd_distill(workdir, tiny_data_dir, teacher_run, "--train_steps=10", "--offline_pairs=48",
-                         "--adversarial_weight=0")
+    result = gkd_distill(
+        workdir, tiny_data_dir, teacher_run, "--train_steps=10", "--offline_pairs=48", "--adversarial_weight=0"
+    )
     assert result.returncode == 0, result.stderr
     assert (workdir / "pairs.tfrecord").exists() and (workdir / "student.keras").exists()
     assert sum(1 for _ in tf.data.TFRecordDataset(str(workdir / "pairs.tfrecord"))) == 48
@@ -149,8 +175,14 @@ def test_init_discriminator_needs_a_teacher_discriminator(tiny_data_dir, teacher
     shutil.copytree(teacher_run, teacher)
     os.remove(teacher / "discriminator.keras")
     config = config_lib.TrainConfig(
-        model="distill", teacher=str(teacher), data_dir=tiny_data_dir, init_discriminator=True,
-        generator_kind="dense", discriminator_kind="dense", batch_size=16, num_samples=4,
+        model="distill",
+        teacher=str(teacher),
+        data_dir=tiny_data_dir,
+        init_discriminator=True,
+        generator_kind="dense",
+        discriminator_kind="dense",
+        batch_size=16,
+        num_samples=4,
     )
     with pytest.raises(teacher_lib.TeacherError, match="has no discriminator.keras to start from"):
         runs.train(config, str(tmp_path / "student"))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from tf_gkd.data import datasets
-from tf_gkd.distillation import classifier as distill_lib
 from tf_gkd.evaluation import classifier as classifier_lib
+from tf_gkd.models import classifier as distill_lib
+from tf_gkd.networks import factory
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,9 @@ def test_loss_is_hard_cross_entropy_plus_t2_scaled_soft_kl(temperature, alpha):
     # Identity teacher: the inputs are the teacher's logits; the student's logits are given as y_pred.
     inputs = keras.Input((3,))
     teacher = keras.Model(inputs, keras.layers.Identity()(inputs))
-    distiller = distill_lib.make_distiller(teacher, keras.Sequential([inputs, keras.layers.Dense(3)]), temperature, alpha)
+    distiller = distill_lib.make_distiller(
+        teacher, keras.Sequential([inputs, keras.layers.Dense(3)]), temperature, alpha
+    )
     distiller.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     t = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], np.float32)
     s = np.array([[0.0, 1.0, 0.0], [1.0, -2.0, 0.5]], np.float32)
@@ -69,7 +72,7 @@ def test_students_beat_chance_and_the_teacher_is_untouched(tiny, teacher):
 
 
 def test_default_student_is_over_ten_times_smaller():
-    ratio = classifier_lib.make_classifier().count_params() / distill_lib.make_student().count_params()
+    ratio = factory.make_classifier().count_params() / distill_lib.make_student().count_params()
     assert ratio > 10
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd.distillation import generator as distill_lib
-from tf_gkd.distillation import pairs as pairs_lib
+from tf_gkd import contract, rundir
+from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.losses import distill as losses
+from tf_gkd.models import distiller as distill_lib
 from tf_gkd.networks import factory
-from tf_gkd.training import loop
 
 REAL = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
 Z_DIM = 8
@@ -36,7 +36,7 @@ def tiny_distiller(teacher=None, adversarial_weight=0.0, feature_weight=0.0, **k
         **kwargs,
     )
     model.compile(
-        g_optimizer=keras.optimizers.Adam(3e-3),
+        optimizer=keras.optimizers.Adam(3e-3),
         d_optimizer=keras.optimizers.Adam(1e-3) if uses_d else None,
     )
     return model
@@ -85,21 +85,21 @@ def test_teacher_is_frozen_bit_for_bit():
     teacher = tiny_teacher()
     before = [w.copy() for w in teacher.get_weights()]
     model = tiny_distiller(teacher, adversarial_weight=0.1, feature_weight=1.0)
-    student_before = [w.copy() for w in model.generator.get_weights()]
+    student_before = [w.copy() for w in model.student.get_weights()]
     fit(model, 5)
     for b, a in zip(before, teacher.get_weights()):
         np.testing.assert_array_equal(b, a)
-    assert any(not np.array_equal(b, a) for b, a in zip(student_before, model.generator.get_weights()))
+    assert any(not np.array_equal(b, a) for b, a in zip(student_before, model.student.get_weights()))
     assert not teacher.trainable
 
 
 def test_mimicry_steps_lower_the_pixel_loss_on_fixed_latents():
     model = tiny_distiller()
-    z = loop.latents(64, Z_DIM, seed=5)
+    z = contract.latents(64, Z_DIM, seed=5)
     target = model.teacher(z)
 
     def pixel():
-        return float(losses.l1_loss(model.generator(z, training=False), target))
+        return float(losses.l1_loss(model.student(z, training=False), target))
 
     before = pixel()
     history = fit(model, 60)
@@ -118,7 +118,7 @@ def test_adversarial_and_feature_terms_are_logged_and_weighted():
 
 def test_offline_batches_train_without_a_teacher():
     teacher = tiny_teacher()
-    z = loop.latents(16, Z_DIM, seed=3)
+    z = contract.latents(16, Z_DIM, seed=3)
     offline = {"real": REAL, "z": z, "teacher": np.asarray(teacher(z))}
     model = tiny_distiller(teacher)
     model.teacher = None
@@ -178,14 +178,14 @@ def test_bad_distiller_arguments():
 
 def test_offline_pairs_reproduce_the_online_targets(tmp_path):
     teacher = tiny_teacher()
-    path = tmp_path / pairs_lib.PAIRS_FILE
+    path = tmp_path / rundir.PAIRS_FILE
     pairs_lib.write_pairs(teacher, str(path), num_pairs=70, seed=4, batch_size=32, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [pairs_lib.PAIRS_FILE]  # No temporary file left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.PAIRS_FILE]  # No temporary file left.
     read = list(pairs_lib.pairs_dataset(str(path), Z_DIM).as_numpy_iterator())
     z = np.stack([r["z"] for r in read])
     images = np.stack([r["teacher"] for r in read])
-    np.testing.assert_array_equal(z, loop.latents(70, Z_DIM, seed=4))
+    np.testing.assert_array_equal(z, contract.latents(70, Z_DIM, seed=4))
     # Images are stored as float16: 11 significant bits.
     np.testing.assert_allclose(images, np.asarray(teacher(z)), atol=1e-3)
     # The fixed sample grid of a run with the same seed is the start of the pairs.
-    np.testing.assert_array_equal(z[:16], loop.latents(16, Z_DIM, seed=4))
+    np.testing.assert_array_equal(z[:16], contract.latents(16, Z_DIM, seed=4))

@@ -16,10 +16,10 @@ import pytest
 import tensorflow as tf
 
 from tf_gkd import distribute
-from tf_gkd.distillation import generator as distill_lib
+from tf_gkd.models import distiller as distill_lib
 from tf_gkd.networks import factory
-from tf_gkd.training import runs
-from tf_gkd.training.config import TrainConfig
+from tf_gkd.runs import train as runs
+from tf_gkd.runs.config import TrainConfig
 
 BATCH = 16
 REAL = np.random.default_rng(0).uniform(-1, 1, (BATCH, 28, 28, 1)).astype(np.float32)
@@ -77,7 +77,7 @@ def distiller():
         feature_weight=0.1,
         seed=0,
     )
-    model.compile(g_optimizer=sgd(), d_optimizer=sgd())
+    model.compile(optimizer=sgd(), d_optimizer=sgd())
     return model
 
 
@@ -100,8 +100,11 @@ BUILDERS = {
 
 
 def trained_weights(model):
-    """The weights a run ships: the generator's (GAN, distiller) or the VAE's."""
-    networks = [model.generator] if hasattr(model, "generator") else [model.encoder, model.decoder]
+    """The weights a run ships: the generator's (GAN), the student's (distiller) or the VAE's."""
+    if hasattr(model, "encoder"):
+        networks = [model.encoder, model.decoder]
+    else:
+        networks = [model.student if hasattr(model, "student") else model.generator]
     return [w for network in networks for w in network.get_weights()]
 
 

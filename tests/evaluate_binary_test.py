@@ -24,13 +24,19 @@ def gkd_evaluate(tiny_data_dir, tmp_path_factory):
     # An untrained classifier in the cache: the binary only needs one that loads (training is tested elsewhere).
     classifier_dir = tmp_path_factory.mktemp("classifiers")
     cache = classifier_dir / "fashion_mnist"
-    model_io.save_model_atomic(classifier_lib.make_classifier(width=0.25), str(cache / classifier_lib.CLASSIFIER_FILE))
+    model_io.save_model_atomic(factory.make_classifier(width=0.25), str(cache / classifier_lib.CLASSIFIER_FILE))
     (cache / classifier_lib.INFO_FILE).write_text(json.dumps({"dataset": "fashion_mnist", "test_accuracy": 0.1}))
 
     def run(*args):
         cmd = [
-            sys.executable, "-m", "tf_gkd.bin.evaluate", f"--data_dir={tiny_data_dir}",
-            f"--classifier_dir={classifier_dir}", "--num_samples=50", "--batch_size=20", *args,
+            sys.executable,
+            "-m",
+            "tf_gkd.bin.evaluate",
+            f"--data_dir={tiny_data_dir}",
+            f"--classifier_dir={classifier_dir}",
+            "--num_samples=50",
+            "--batch_size=20",
+            *args,
         ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
@@ -74,8 +80,12 @@ def test_compares_generators_in_a_report_and_exits_1_for_a_bad_one(gkd_evaluate,
     broken.write_bytes(b"garbage")
     output_dir = tmp_path / "report"
     result = gkd_evaluate(
-        f"--generator={teacher}", f"--generator=s={student},{broken}", f"--output_dir={output_dir}", "--seeds=0,1",
-        "--latency_batch_sizes=1,8", "--latency_min_seconds=0.01",
+        f"--generator={teacher}",
+        f"--generator=s={student},{broken}",
+        f"--output_dir={output_dir}",
+        "--seeds=0,1",
+        "--latency_batch_sizes=1,8",
+        "--latency_min_seconds=0.01",
     )
     assert result.returncode == 1, result.stderr
     assert f"{broken} is not a valid .keras archive" in result.stderr

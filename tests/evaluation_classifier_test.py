@@ -11,6 +11,7 @@ import pytest
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
+from tf_gkd.networks import factory
 
 
 def squares(n, seed):
@@ -33,7 +34,7 @@ def classifier_dir(tiny_data_dir, tmp_path_factory):
 
 
 def test_classifier_shapes():
-    model = classifier_lib.make_classifier(width=0.25)
+    model = factory.make_classifier(width=0.25)
     assert model.output_shape == (None, 10)
     assert model.get_layer(classifier_lib.FEATURES_LAYER).output.shape == (None, 32)
 

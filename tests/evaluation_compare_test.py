@@ -7,11 +7,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from evaluation_evaluate_test import FakeClassifier, latent_echo
-from tf_gkd.evaluation import compare
-from tf_gkd.evaluation import evaluate
-from tf_gkd.evaluation import report
+
+from tf_gkd.evaluation import compare, evaluate, report
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 
@@ -41,12 +39,24 @@ def runs(tmp_path_factory):
     """A teacher, a student and a baseline run, a bare generator file, a corrupt file and a classifier file."""
     root = tmp_path_factory.mktemp("runs")
     paths = {
-        "teacher": make_run(root / "teacher", scaled_echo(1.0), {"model": "gan", "teacher": None},
-                            curves={"train/g_loss": [(100, 1.0), (200, 0.8)], "train/d_loss": [(100, 1.3)]}),
-        "student": make_run(root / "student", scaled_echo(0.5), {"model": "distill", "teacher": str(root / "teacher")},
-                            file="student.keras", curves={"train/psnr": [(100, 10.0), (200, 12.0)]}),
-        "baseline": make_run(root / "scratch", factory.make_generator("dense", z_dim=784, width=0.1),
-                             {"model": "gan", "teacher": str(root / "teacher")}),
+        "teacher": make_run(
+            root / "teacher",
+            scaled_echo(1.0),
+            {"model": "gan", "teacher": None},
+            curves={"train/g_loss": [(100, 1.0), (200, 0.8)], "train/d_loss": [(100, 1.3)]},
+        ),
+        "student": make_run(
+            root / "student",
+            scaled_echo(0.5),
+            {"model": "distill", "teacher": str(root / "teacher")},
+            file="student.keras",
+            curves={"train/psnr": [(100, 10.0), (200, 12.0)]},
+        ),
+        "baseline": make_run(
+            root / "scratch",
+            factory.make_generator("dense", z_dim=784, width=0.1),
+            {"model": "gan", "teacher": str(root / "teacher")},
+        ),
     }
     model_io.save_model_atomic(factory.make_generator("dense", z_dim=16, width=0.1), str(root / "small_z.keras"))
     (root / "corrupt.keras").write_bytes(b"not a zip archive")
@@ -71,10 +81,14 @@ def test_parse_spec():
 
 def test_roles_come_from_the_run_config(runs):
     root, paths = runs
-    entries, teacher = compare.load_entries([str(paths["student"]), str(paths["baseline"]), str(paths["teacher"]),
-                                             str(root / "small_z.keras")])
+    entries, teacher = compare.load_entries(
+        [str(paths["student"]), str(paths["baseline"]), str(paths["teacher"]), str(root / "small_z.keras")]
+    )
     assert [(e.name, e.role) for e in entries] == [
-        ("student", "student"), ("scratch", "baseline"), ("teacher", "teacher"), ("small_z", "generator")
+        ("student", "student"),
+        ("scratch", "baseline"),
+        ("teacher", "teacher"),
+        ("small_z", "generator"),
     ]
     assert teacher is entries[2]
     assert entries[0].file == str(paths["student"] / "student.keras")
@@ -132,8 +146,14 @@ def test_training_curves_keep_the_last_value_of_a_step(tmp_path):
 def written(runs, evaluator, tmp_path_factory):
     """A report on the teacher, student and baseline runs plus a corrupt file and a non-generator."""
     root, paths = runs
-    specs = [str(paths["teacher"]), str(paths["student"]), str(paths["baseline"]), str(root / "corrupt.keras"),
-             str(root / "classifier.keras"), str(root / "small_z.keras")]
+    specs = [
+        str(paths["teacher"]),
+        str(paths["student"]),
+        str(paths["baseline"]),
+        str(root / "corrupt.keras"),
+        str(root / "classifier.keras"),
+        str(root / "small_z.keras"),
+    ]
     entries, teacher = compare.load_entries(specs)
     comparison = compare.compare(
         entries, teacher, evaluator, seeds=(0, 1), num_samples=30, latency_batch_sizes=(1, 4), latency_min_seconds=0.01
@@ -171,7 +191,10 @@ def test_metrics_json_has_every_number_with_its_unit_and_settings(written):
     assert teacher["cost"]["macs"]["value"] == 784 * 784 and teacher["vs_teacher"] is None
     assert student["vs_teacher"]["params"]["value"] == 1.0  # Same layer, another gain.
     assert (teacher["role"], student["role"], baseline["role"], small_z["role"]) == (
-        "teacher", "student", "baseline", "generator"
+        "teacher",
+        "student",
+        "baseline",
+        "generator",
     )
 
 
@@ -214,8 +237,9 @@ def test_tensorboard_gets_the_scalars_and_figures(written):
     _, result, output_dir = written
     logdir = str(output_dir / report.TENSORBOARD_DIR)
     fid = compare.read_training_curves(logdir, prefix="quality/fid/")
-    assert fid == {f"quality/fid/{e['name']}": ([0], [pytest.approx(e["quality"]["fid"]["mean"])])
-                   for e in result["entries"]}
+    assert fid == {
+        f"quality/fid/{e['name']}": ([0], [pytest.approx(e["quality"]["fid"]["mean"])]) for e in result["entries"]
+    }
     tags = set()
     for path in os.listdir(logdir):
         for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, path)):

@@ -50,11 +50,16 @@ def _write_export(directory, generator, params=None):
         "z_dim": model_io.z_dim(generator),
         "tflite": {
             "int8": {
-                "size_bytes": 1234, "latency_ms_per_image": {"batch_1": 0.05, "batch_64": 0.01},
-                "latency_threads": 1, "fid": 20.5, "ops": ["TANH"],
+                "size_bytes": 1234,
+                "latency_ms_per_image": {"batch_1": 0.05, "batch_64": 0.01},
+                "latency_threads": 1,
+                "fid": 20.5,
+                "ops": ["TANH"],
             },
             "fp32": {
-                "size_bytes": 4321, "latency_ms_per_image": {"batch_1": 0.08, "batch_64": 0.02}, "latency_threads": 1
+                "size_bytes": 4321,
+                "latency_ms_per_image": {"batch_1": 0.08, "batch_64": 0.02},
+                "latency_threads": 1,
             },
         },
     }
@@ -66,11 +71,13 @@ def test_an_export_of_the_generator_is_read(tmp_path):
     _write_export(tmp_path / "mine", generator)
     variants, note = cost.read_export(str(tmp_path / "mine"), generator)
     assert variants == {
-        "int8": {"size_bytes": 1234, "latency_ms_per_image": {"batch_1": 0.05, "batch_64": 0.01},
-                 "latency_threads": 1, "fid": 20.5},
-        "fp32": {
-            "size_bytes": 4321, "latency_ms_per_image": {"batch_1": 0.08, "batch_64": 0.02}, "latency_threads": 1
+        "int8": {
+            "size_bytes": 1234,
+            "latency_ms_per_image": {"batch_1": 0.05, "batch_64": 0.01},
+            "latency_threads": 1,
+            "fid": 20.5,
         },
+        "fp32": {"size_bytes": 4321, "latency_ms_per_image": {"batch_1": 0.08, "batch_64": 0.02}, "latency_threads": 1},
     }
     assert str(tmp_path / "mine" / "export_report.json") in note
 

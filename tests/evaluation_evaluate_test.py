@@ -67,12 +67,21 @@ def test_real_statistics_are_computed_once_for_several_generators():
 def test_evaluate_generator_result():
     generator = factory.make_generator("dense", z_dim=4, width=0.1)
     real = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
+
     def run():
         return evaluate.evaluate_generator(generator, FakeClassifier(), real, num_samples=30, batch_size=16, seed=2)
 
     result = run()
     assert set(result) == {
-        "fid", "kid", "kid_std", "classifier_score", "num_samples", "num_real", "real_split", "params", "seed"
+        "fid",
+        "kid",
+        "kid_std",
+        "classifier_score",
+        "num_samples",
+        "num_real",
+        "real_split",
+        "params",
+        "seed",
     }
     assert all(np.isfinite(result[k]) for k in ("fid", "kid", "kid_std", "classifier_score"))
     assert (result["num_samples"], result["num_real"], result["real_split"], result["seed"]) == (30, 40, "test", 2)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tf_gkd import contract
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
@@ -40,7 +41,7 @@ def tiny_generator(kind):
 def evaluator():
     """The real Evaluator with an untrained tiny classifier (FID needs features, not good ones) and random reals."""
     keras.utils.set_random_seed(0)
-    classifier = classifier_lib.DomainClassifier(classifier_lib.make_classifier(width=0.25), {"test_accuracy": 0.1})
+    classifier = classifier_lib.DomainClassifier(factory.make_classifier(width=0.25), {"test_accuracy": 0.1})
     real = np.random.default_rng(0).uniform(-1, 1, (40, 28, 28, 1)).astype(np.float32)
     return evaluate.Evaluator(classifier, real, batch_size=32)
 
@@ -55,7 +56,7 @@ def exported(request, evaluator, tmp_path_factory):
 
 
 def latents(num=16, seed=99):
-    return runtime.latents(num, Z_DIM, seed)
+    return contract.latents(num, Z_DIM, seed)
 
 
 def test_every_variant_round_trips_within_its_tolerance(exported):
@@ -249,7 +250,7 @@ def test_a_failed_verification_leaves_nothing_and_keeps_the_previous_export(tmp_
 def test_gkd_export_binary(tiny_data_dir, tmp_path):
     classifier_dir = tmp_path / "classifiers"
     cache = classifier_dir / "fashion_mnist"
-    model_io.save_model_atomic(classifier_lib.make_classifier(width=0.25), str(cache / classifier_lib.CLASSIFIER_FILE))
+    model_io.save_model_atomic(factory.make_classifier(width=0.25), str(cache / classifier_lib.CLASSIFIER_FILE))
     (cache / classifier_lib.INFO_FILE).write_text(json.dumps({"dataset": "fashion_mnist", "test_accuracy": 0.1}))
     generator_path = tmp_path / "run" / "generator.keras"
     model_io.save_model_atomic(tiny_generator("dense"), str(generator_path))
@@ -257,9 +258,17 @@ def test_gkd_export_binary(tiny_data_dir, tmp_path):
 
     def gkd_export(*args):
         cmd = [
-            sys.executable, "-m", "tf_gkd.bin.export", f"--generator={generator_path.parent}", "--name=tiny",
-            f"--export_dir={export_dir}", f"--data_dir={tiny_data_dir}", f"--classifier_dir={classifier_dir}",
-            "--num_samples=50", "--variants=fp32,int8", *args,
+            sys.executable,
+            "-m",
+            "tf_gkd.bin.export",
+            f"--generator={generator_path.parent}",
+            "--name=tiny",
+            f"--export_dir={export_dir}",
+            f"--data_dir={tiny_data_dir}",
+            f"--classifier_dir={classifier_dir}",
+            "--num_samples=50",
+            "--variants=fp32,int8",
+            *args,
         ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
@@ -267,7 +276,8 @@ def test_gkd_export_binary(tiny_data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((export_dir / runtime.REPORT_FILE).read_text())
     assert list(report["tflite"]) == ["fp32", "int8"]
-    assert report["fid_setup"]["real_split"] == "fashion_mnist test" and report["fid_setup"]["num_real"] == 64
+    assert report["fid_setup"]["real_split"] == "test" and report["fid_setup"]["dataset"] == "fashion_mnist"
+    assert report["fid_setup"]["num_real"] == 64
     assert np.isfinite(report["keras"]["fid"]) and np.isfinite(report["tflite"]["int8"]["fid"])
     assert "model_int8.tflite" in result.stdout and f"Exported to {export_dir}" in result.stdout
 

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_gkd.models import ema as ema_lib
+from tf_gkd.models import gan as gan_lib
 from tf_gkd.networks import factory
-from tf_gkd.training import gan as gan_lib
-from tf_gkd.training import runs
-from tf_gkd.training.config import TrainConfig
+from tf_gkd.runs import train as runs
+from tf_gkd.runs.config import TrainConfig
 
 REAL = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
 
@@ -41,7 +42,7 @@ def test_discriminator_steps_per_generator_step():
     model = tiny_gan(d_steps=3)
     fit(model, 2)
     assert int(model.g_optimizer.iterations) == 2
-    assert int(model.d_optimizer.iterations) == 6
+    assert int(model.adversary.optimizer.iterations) == 6
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -51,7 +52,7 @@ def test_discriminator_learns_on_a_fixed_batch(seed):
     z = np.random.default_rng(seed).standard_normal((16, 8)).astype(np.float32)
 
     def d_loss():  # Real batch vs the current generator's images for fixed z, no dropout noise.
-        return float(model._discriminator_loss(REAL, model.generator(z, training=False))[0])
+        return float(model.adversary.discriminator_loss(REAL, model.generator(z, training=False))[0])
 
     before = d_loss()
     fit(model, 30)
@@ -69,23 +70,40 @@ def test_weight_average_lags_the_generator():
 
 def test_update_ema_warms_up():
     # At step 0 the decay is min(0.999, 1/10): the average moves 90% of the way.
-    ema, model = factory.make_generator("dense", z_dim=2, width=0.05), factory.make_generator("dense", z_dim=2, width=0.05)
+    ema, model = (
+        factory.make_generator("dense", z_dim=2, width=0.05),
+        factory.make_generator("dense", z_dim=2, width=0.05),
+    )
     before = [w.numpy() for w in ema.trainable_weights]
-    gan_lib.update_ema(ema, model, 0.999, step=0)
+    ema_lib.update_ema(ema, model, 0.999, step=0)
     for b, e, m in zip(before, ema.trainable_weights, model.trainable_weights):
         np.testing.assert_allclose(e.numpy(), 0.1 * b + 0.9 * m.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
     "options",
-    [dict(mixed_precision="mixed_bfloat16"), dict(mixed_precision="mixed_float16"), dict(jit_compile=True),
-     dict(steps_per_execution=2)],
+    [
+        dict(mixed_precision="mixed_bfloat16"),
+        dict(mixed_precision="mixed_float16"),
+        dict(jit_compile=True),
+        dict(steps_per_execution=2),
+    ],
     ids=["bfloat16", "float16", "xla", "fused"],
 )
 def test_runtime_options_train_and_keep_float32_outputs(options):
-    config = TrainConfig(generator_kind="dense", discriminator_kind="dense", generator_width=0.1,
-                         discriminator_width=0.1, z_dim=8, batch_size=16, train_steps=4, log_every=2,
-                         sample_every=2, checkpoint_every=2, **options)
+    config = TrainConfig(
+        generator_kind="dense",
+        discriminator_kind="dense",
+        generator_width=0.1,
+        discriminator_width=0.1,
+        z_dim=8,
+        batch_size=16,
+        train_steps=4,
+        log_every=2,
+        sample_every=2,
+        checkpoint_every=2,
+        **options,
+    )
     runs.set_precision(config.mixed_precision)
     try:
         model = runs.build_gan(config)

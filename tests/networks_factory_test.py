@@ -64,13 +64,20 @@ def test_conv_teacher_layout_and_conv4_student_sizes():
     teacher = factory.make_generator("conv")
     assert teacher.count_params() == 784_641  # The default teacher; saved runs depend on this layout.
     assert [layer.name for layer in teacher.layers if layer.count_params()] == [
-        "project", "project_bn", "up_14", "up_14_bn", "up_28"
+        "project",
+        "project_bn",
+        "up_14",
+        "up_14_bn",
+        "up_28",
     ]
     # conv4: 4×4 → 7×7 → 14×14 → 28×28, 16 channels at width 0.25 (the 20x student).
     student = factory.make_generator("conv4", width=0.25)
     stages = ["to_4x4", "up_7_lrelu", "up_14_lrelu", "images"]
     assert [tuple(student.get_layer(name).output.shape[1:]) for name in stages] == [
-        (4, 4, 16), (7, 7, 16), (14, 14, 16), (28, 28, 1)
+        (4, 4, 16),
+        (7, 7, 16),
+        (14, 14, 16),
+        (28, 28, 1),
     ]
     assert 20 < teacher.count_params() / student.count_params() < 25
 

@@ -9,21 +9,36 @@ import pytest
 
 from tf_gkd import pipeline
 from tf_gkd.evaluation import classifier as classifier_lib
+from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 
 
 def test_plan_orders_the_stages_and_wires_their_directories(tmp_path):
     stages = pipeline.plan(
-        str(tmp_path), "t.cfg", [("10x", "a.cfg"), ("20x", "b.cfg")], baseline_flagfile="base.cfg", export="20x",
-        train_args=["--strategy=mirrored"], data_args=["--data_dir=D"],
+        str(tmp_path),
+        "t.cfg",
+        [("10x", "a.cfg"), ("20x", "b.cfg")],
+        baseline_flagfile="base.cfg",
+        export="20x",
+        train_args=["--strategy=mirrored"],
+        data_args=["--data_dir=D"],
     )
     assert [s.name for s in stages] == [
-        "teacher", "student 10x", "student 20x", "baseline 10x", "baseline 20x", "export 20x", "report",
+        "teacher",
+        "student 10x",
+        "student 20x",
+        "baseline 10x",
+        "baseline 20x",
+        "export 20x",
+        "report",
     ]
     assert [s.binary for s in stages] == ["gkd-train"] + ["gkd-distill"] * 4 + ["gkd-export", "gkd-evaluate"]
     teacher = str(tmp_path / "teacher")
     assert stages[2].args == (
-        f"--teacher={teacher}", "--flagfile=b.cfg", f"--workdir={tmp_path / 'students' / '20x'}", "--data_dir=D",
+        f"--teacher={teacher}",
+        "--flagfile=b.cfg",
+        f"--workdir={tmp_path / 'students' / '20x'}",
+        "--data_dir=D",
         "--strategy=mirrored",
     )
     assert "--baseline" in stages[3].args and stages[3].args.index("--flagfile=a.cfg") < stages[3].args.index(
@@ -41,17 +56,25 @@ def test_plan_without_baselines_or_export_and_bad_names(tmp_path):
     with pytest.raises(ValueError, match="--export='5x' names no student.*'20x'"):
         pipeline.plan(str(tmp_path), "t.cfg", [("20x", "b.cfg")], export="5x")
     assert pipeline.parse_named(["flags/distill_20x.cfg", "s=x.cfg"], "students") == [
-        ("distill_20x", "flags/distill_20x.cfg"), ("s", "x.cfg")
+        ("distill_20x", "flags/distill_20x.cfg"),
+        ("s", "x.cfg"),
     ]
     with pytest.raises(ValueError, match=r"Two students are named \['a'\]"):
         pipeline.parse_named(["a=x.cfg", "a=y.cfg"], "students")
 
 
 def test_plan_trains_each_student_and_baseline_once_per_seed(tmp_path):
-    stages = pipeline.plan(str(tmp_path), "t.cfg", [("20x", "b.cfg")], baseline_flagfile="base.cfg", export="20x",
-                           train_seeds=[3, 4])
+    stages = pipeline.plan(
+        str(tmp_path), "t.cfg", [("20x", "b.cfg")], baseline_flagfile="base.cfg", export="20x", train_seeds=[3, 4]
+    )
     assert [s.name for s in stages] == [
-        "teacher", "student 20x", "student 20x_seed4", "baseline 20x", "baseline 20x_seed4", "export 20x", "report",
+        "teacher",
+        "student 20x",
+        "student 20x_seed4",
+        "baseline 20x",
+        "baseline 20x_seed4",
+        "export 20x",
+        "report",
     ]
     assert "--seed=3" in stages[1].args and "--seed=4" in stages[2].args and "--seed=4" in stages[4].args
     assert not any(arg.startswith("--seed") for arg in stages[0].args)  # One teacher.
@@ -97,15 +120,21 @@ TINY_RUN = """--batch_size=16
 --checkpoint_every=10
 --num_samples=16
 """
-TEACHER = """--model=gan
+TEACHER = (
+    """--model=gan
 --generator_kind=dense
 --discriminator_kind=dense
 --generator_width=0.1
 --discriminator_width=0.1
-""" + TINY_RUN
-STUDENT = """--student_kind=dense
+"""
+    + TINY_RUN
+)
+STUDENT = (
+    """--student_kind=dense
 --student_width=0.05
-""" + TINY_RUN
+"""
+    + TINY_RUN
+)
 BASELINE = """--discriminator_kind=dense
 --discriminator_width=0.1
 --g_learning_rate=8e-4
@@ -118,18 +147,27 @@ def test_tiny_pipeline_end_to_end_then_skips_done_stages(tiny_data_dir, tmp_path
         (tmp_path / f"{name}.cfg").write_text(text)
     # An untrained classifier in the cache: the report only needs one that loads.
     cache = tmp_path / "classifiers" / "fashion_mnist"
-    model_io.save_model_atomic(classifier_lib.make_classifier(width=0.25), str(cache / classifier_lib.CLASSIFIER_FILE))
+    model_io.save_model_atomic(factory.make_classifier(width=0.25), str(cache / classifier_lib.CLASSIFIER_FILE))
     (cache / classifier_lib.INFO_FILE).write_text(json.dumps({"dataset": "fashion_mnist", "test_accuracy": 0.1}))
     workdir = tmp_path / "pipe"
 
     def gkd_pipeline(*args):
         cmd = [
-            sys.executable, "-m", "tf_gkd.bin.pipeline", f"--workdir={workdir}", f"--data_dir={tiny_data_dir}",
-            f"--classifier_dir={tmp_path / 'classifiers'}", f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
-            f"--students=tiny={tmp_path / 'student.cfg'}", f"--baseline_flagfile={tmp_path / 'baseline.cfg'}",
-            "--export=tiny", "--export_args=--skip_fid",
-            "--evaluate_args=--num_samples=40", "--evaluate_args=--batch_size=20",
-            "--evaluate_args=--latency_batch_sizes=1", "--evaluate_args=--latency_min_seconds=0.01",
+            sys.executable,
+            "-m",
+            "tf_gkd.bin.pipeline",
+            f"--workdir={workdir}",
+            f"--data_dir={tiny_data_dir}",
+            f"--classifier_dir={tmp_path / 'classifiers'}",
+            f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
+            f"--students=tiny={tmp_path / 'student.cfg'}",
+            f"--baseline_flagfile={tmp_path / 'baseline.cfg'}",
+            "--export=tiny",
+            "--export_args=--skip_fid",
+            "--evaluate_args=--num_samples=40",
+            "--evaluate_args=--batch_size=20",
+            "--evaluate_args=--latency_batch_sizes=1",
+            "--evaluate_args=--latency_min_seconds=0.01",
             *args,
         ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -162,9 +200,15 @@ def test_a_failing_stage_stops_the_pipeline_with_its_name(tiny_data_dir, tmp_pat
     (tmp_path / "teacher.cfg").write_text(TEACHER + "--loss=no_such_loss\n")
     (tmp_path / "student.cfg").write_text(STUDENT)
     cmd = [
-        sys.executable, "-m", "tf_gkd.bin.pipeline", f"--workdir={tmp_path / 'pipe'}", f"--data_dir={tiny_data_dir}",
-        f"--teacher_flagfile={tmp_path / 'teacher.cfg'}", f"--students=tiny={tmp_path / 'student.cfg'}",
-        "--baseline_flagfile=", "--export=",
+        sys.executable,
+        "-m",
+        "tf_gkd.bin.pipeline",
+        f"--workdir={tmp_path / 'pipe'}",
+        f"--data_dir={tiny_data_dir}",
+        f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
+        f"--students=tiny={tmp_path / 'student.cfg'}",
+        "--baseline_flagfile=",
+        "--export=",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd.training import callbacks, config as config_lib, loop, runs
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import train as runs
+from tf_gkd.training import callbacks, loop
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +44,9 @@ def latest_step(workdir):
 
 def test_run_directory_contract(tiny_data_dir, tmp_path):
     workdir = tmp_path / "run"
-    result = gkd_train(workdir, tiny_data_dir, "--train_steps=20", "--log_every=5", "--sample_every=10",
-                       "--checkpoint_every=10")
+    result = gkd_train(
+        workdir, tiny_data_dir, "--train_steps=20", "--log_every=5", "--sample_every=10", "--checkpoint_every=10"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
     saved = json.loads((workdir / "config.json").read_text())
@@ -52,7 +55,9 @@ def test_run_directory_contract(tiny_data_dir, tmp_path):
     assert sorted(os.listdir(workdir / "samples")) == ["step_0000000.png", "step_0000010.png", "step_0000020.png"]
     events = [f for f in os.listdir(workdir / "tb") if f.startswith("events.out.tfevents")]
     assert events
-    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(workdir / "tb" / events[0])) for v in e.summary.value}
+    tags = {
+        v.tag for e in tf.compat.v1.train.summary_iterator(str(workdir / "tb" / events[0])) for v in e.summary.value
+    }
     assert {"train/d_loss", "train/g_loss", "samples"} <= tags
 
     generator = keras.saving.load_model(workdir / "generator.keras", safe_mode=True)
@@ -90,8 +95,12 @@ def test_resume_after_sigkill_loses_at_most_one_interval(tiny_data_dir, tmp_path
 
 def test_changed_configuration_is_refused(tiny_data_dir, tmp_path):
     workdir = tmp_path / "run"
-    assert gkd_train(workdir, tiny_data_dir, "--train_steps=5", "--log_every=5", "--sample_every=5",
-                     "--checkpoint_every=5").returncode == 0
+    assert (
+        gkd_train(
+            workdir, tiny_data_dir, "--train_steps=5", "--log_every=5", "--sample_every=5", "--checkpoint_every=5"
+        ).returncode
+        == 0
+    )
     before = sorted(os.listdir(workdir / "checkpoints"))
     result = gkd_train(workdir, tiny_data_dir, "--train_steps=10", "--loss=hinge")
     assert result.returncode == 1
@@ -132,13 +141,23 @@ def test_missing_data_fails_fast_with_instructions(tmp_path):
 def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     config = config_lib.TrainConfig(
-        data_dir=tiny_data_dir, generator_kind="dense", discriminator_kind="dense", generator_width=0.25,
-        discriminator_width=0.25, batch_size=8, train_steps=10, log_every=5, sample_every=5,
-        checkpoint_every=5, num_samples=4,
+        data_dir=tiny_data_dir,
+        generator_kind="dense",
+        discriminator_kind="dense",
+        generator_width=0.25,
+        discriminator_width=0.25,
+        batch_size=8,
+        train_steps=10,
+        log_every=5,
+        sample_every=5,
+        checkpoint_every=5,
+        num_samples=4,
     )
     runs.train(config, workdir)
-    checkpoint_files = {f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
-                        for f in os.listdir(os.path.join(workdir, "checkpoints"))}
+    checkpoint_files = {
+        f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
+        for f in os.listdir(os.path.join(workdir, "checkpoints"))
+    }
 
     longer = config_lib.TrainConfig(**{**config.__dict__, "train_steps": 20})
     model = runs.build_gan(longer)
@@ -147,5 +166,7 @@ def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_data_dir, tmp_pa
     with pytest.raises(callbacks.NonFiniteLossError, match="last good checkpoint"):
         loop.fit(model, make_dataset, longer, workdir, final_models={})
     assert latest_step(workdir) == 10
-    assert checkpoint_files == {f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
-                                for f in os.listdir(os.path.join(workdir, "checkpoints"))}
+    assert checkpoint_files == {
+        f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
+        for f in os.listdir(os.path.join(workdir, "checkpoints"))
+    }

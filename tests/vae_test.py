@@ -8,16 +8,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_binary_test import gkd_train, latest_step
 
+from tf_gkd import rundir
 from tf_gkd.losses import vae as vae_losses
+from tf_gkd.models import vae as vae_lib
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 from tf_gkd.networks import layers as gkd_layers
-from tf_gkd.training import config as config_lib
-from tf_gkd.training import runs
-from tf_gkd.training import vae as vae_lib
-from tf_gkd.training import vae_report
-from train_binary_test import gkd_train, latest_step
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import train as runs
+from tf_gkd.runs import vae_report
 
 TINY_VAE = ["--model=vae", "--encoder_kind=dense", "--encoder_width=0.25"]
 
@@ -141,16 +142,18 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(likelihood):
     assert int(model.step) == 30
     assert after["loss"] < before["loss"] - 10, (before, after)
     assert after["negative_elbo"] == pytest.approx(after["reconstruction"] + after["kl"])
-    assert all(not np.array_equal(w, v.numpy()) for w, v in zip(weights, (model.encoder.weights[0],
-                                                                          model.decoder.weights[0])))
+    assert all(
+        not np.array_equal(w, v.numpy()) for w, v in zip(weights, (model.encoder.weights[0], model.decoder.weights[0]))
+    )
 
 
 def test_vae_rejects_mismatched_networks():
     with pytest.raises(ValueError, match="Received: encoder outputs"):
         vae_lib.VAE(factory.make_encoder("dense", 3, 0.25), factory.make_generator("dense", 4, 0.25))
     with pytest.raises(ValueError, match="Received: likelihood='poisson'"):
-        vae_lib.VAE(factory.make_encoder("dense", 4, 0.25), factory.make_generator("dense", 4, 0.25),
-                    likelihood="poisson")
+        vae_lib.VAE(
+            factory.make_encoder("dense", 4, 0.25), factory.make_generator("dense", 4, 0.25), likelihood="poisson"
+        )
 
 
 def test_latent_manifold_needs_a_2d_latent():
@@ -189,9 +192,20 @@ def vae_2d_run(tiny_data_dir, tmp_path_factory):
     """A tiny dense VAE with a 2-D latent, trained in-process: (model, workdir)."""
     workdir = str(tmp_path_factory.mktemp("vae_2d"))
     config = config_lib.TrainConfig(
-        model="vae", data_dir=tiny_data_dir, z_dim=2, encoder_kind="dense", generator_kind="dense",
-        encoder_width=0.25, generator_width=0.25, batch_size=16, train_steps=10, steps_per_execution=5,
-        log_every=5, sample_every=10, checkpoint_every=10, num_samples=8,
+        model="vae",
+        data_dir=tiny_data_dir,
+        z_dim=2,
+        encoder_kind="dense",
+        generator_kind="dense",
+        encoder_width=0.25,
+        generator_width=0.25,
+        batch_size=16,
+        train_steps=10,
+        steps_per_execution=5,
+        log_every=5,
+        sample_every=10,
+        checkpoint_every=10,
+        num_samples=8,
     )
     return runs.train(config, workdir), workdir
 
@@ -200,10 +214,14 @@ def test_vae_run_directory(vae_2d_run):
     model, workdir = vae_2d_run
     samples = sorted(os.listdir(os.path.join(workdir, "samples")))
     assert samples == [
-        "latent_manifold.png", "latent_scatter.png", "reconstructions_step_0000000.png",
-        "reconstructions_step_0000010.png", "step_0000000.png", "step_0000010.png",
+        "latent_manifold.png",
+        "latent_scatter.png",
+        "reconstructions_step_0000000.png",
+        "reconstructions_step_0000010.png",
+        "step_0000000.png",
+        "step_0000010.png",
     ]
-    result = json.loads(open(os.path.join(workdir, vae_report.EVAL_FILE)).read())
+    result = json.loads(open(os.path.join(workdir, rundir.VAE_EVAL_FILE)).read())
     assert result["num_images"] == 64 and result["step"] == 10
     assert result["negative_elbo"] == pytest.approx(result["reconstruction"] + result["kl"])
     assert 0 < result["kl"] and 0 < result["reconstruction"] < 784 * math.log(2.0) + 100
@@ -213,8 +231,16 @@ def test_vae_run_directory(vae_2d_run):
         for e in tf.compat.v1.train.summary_iterator(os.path.join(workdir, "tb", f))
         for v in e.summary.value
     }
-    assert {"train/loss", "train/reconstruction", "train/kl", "samples", "reconstructions", "test/negative_elbo",
-            "latent_manifold", "latent_scatter"} <= tags
+    assert {
+        "train/loss",
+        "train/reconstruction",
+        "train/kl",
+        "samples",
+        "reconstructions",
+        "test/negative_elbo",
+        "latent_manifold",
+        "latent_scatter",
+    } <= tags
 
 
 def test_saved_decoder_is_a_generator_giving_the_same_images(vae_2d_run):

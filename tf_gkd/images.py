@@ -1,13 +1,14 @@
 """Image grids and plots: one array for TensorBoard, one PNG (matplotlib) for people."""
 
 import math
-import os
 
 import matplotlib
 
 matplotlib.use("Agg")  # Files only; no display on training machines.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from tf_gkd import files  # noqa: E402
 
 
 def make_grid(images, cols=None, pad=1):
@@ -39,11 +40,9 @@ def save_grid_png(images, path, title=None, cols=None):
 
 
 def _save_figure(fig, path):
-    """Writes `fig` as a PNG at `path` via a temporary file, so readers never see half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    """Writes `fig` as a PNG at `path` atomically."""
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 def scatter_plot(points, labels, path=None, title=None, label_names=None):

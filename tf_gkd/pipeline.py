@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from tf_gkd.networks import io as model_io
+from tf_gkd import rundir
 
 TEACHER_DIR = "teacher"
 STUDENTS_DIR = "students"
@@ -38,7 +38,7 @@ STAMP_FILE = "pipeline_args.txt"  # In an export or report directory: the argume
 # The console script of each binary, and where its entry point lives.
 BINARIES = {
     "gkd-train": "tf_gkd.bin.train:run",
-    "gkd-distill": "tf_gkd.bin.train:run_distill",
+    "gkd-distill": "tf_gkd.bin.distill:run",
     "gkd-export": "tf_gkd.bin.export:run",
     "gkd-evaluate": "tf_gkd.bin.evaluate:run",
 }
@@ -62,7 +62,7 @@ class Stage:
     def done(self):
         if self.run_dir is not None:
             # gkd-train itself refuses a run directory whose config.json differs from its flags.
-            return any(os.path.exists(os.path.join(self.run_dir, f)) for f in model_io.RUN_GENERATOR_FILES)
+            return any(os.path.exists(os.path.join(self.run_dir, f)) for f in rundir.GENERATOR_FILES)
         if not all(os.path.exists(p) for p in self.outputs):
             return False
         if self.stamp is None:
@@ -84,7 +84,7 @@ class Stage:
 
     def describe_outputs(self):
         if self.run_dir is not None:
-            return f"{self.run_dir}/{{{','.join(model_io.RUN_GENERATOR_FILES)}}} (one of)"
+            return f"{self.run_dir}/{{{','.join(rundir.GENERATOR_FILES)}}} (one of)"
         return ", ".join(self.outputs)
 
     def command(self):
@@ -154,9 +154,11 @@ def plan(
     if len(set(train_seeds)) != len(train_seeds):
         raise ValueError(f"A training seed is repeated: {list(train_seeds)}.")
     # (run directory suffix, seed flags) of each training run of a student or baseline.
-    replicas = [("", ())] if not train_seeds else [
-        ("" if i == 0 else f"_seed{seed}", (f"--seed={seed}",)) for i, seed in enumerate(train_seeds)
-    ]
+    replicas = (
+        [("", ())]
+        if not train_seeds
+        else [("" if i == 0 else f"_seed{seed}", (f"--seed={seed}",)) for i, seed in enumerate(train_seeds)]
+    )
     teacher_dir = os.path.join(workdir, TEACHER_DIR)
     stages = [
         Stage(
@@ -177,8 +179,14 @@ def plan(
             for suffix, seed_args in replicas:
                 run_dir = os.path.join(workdir, directory, name + suffix)
                 args = (
-                    f"--teacher={teacher_dir}", *before, f"--flagfile={flagfile}", *after, *seed_args,
-                    f"--workdir={run_dir}", *data_args, *train_args,
+                    f"--teacher={teacher_dir}",
+                    *before,
+                    f"--flagfile={flagfile}",
+                    *after,
+                    *seed_args,
+                    f"--workdir={run_dir}",
+                    *data_args,
+                    *train_args,
                 )
                 stages.append(Stage(f"{kind} {name + suffix}", "gkd-distill", args, (), run_dir=run_dir))
                 runs.append((name + report_suffix, run_dir))
@@ -186,17 +194,32 @@ def plan(
     if export is not None:
         export_dir = os.path.join(exports_dir, export)
         args = (
-            f"--generator={os.path.join(workdir, STUDENTS_DIR, export)}", f"--name={export}",
-            f"--export_dir={export_dir}", "--overwrite", *data_args, *classifier_args, *export_args,
+            f"--generator={os.path.join(workdir, STUDENTS_DIR, export)}",
+            f"--name={export}",
+            f"--export_dir={export_dir}",
+            "--overwrite",
+            *data_args,
+            *classifier_args,
+            *export_args,
         )  # --overwrite: the stage only runs when its export is missing or was made with other arguments.
-        stages.append(Stage(
-            f"export {export}", "gkd-export", args, (os.path.join(export_dir, EXPORT_REPORT),),
-            stamp=os.path.join(export_dir, STAMP_FILE),
-        ))
+        stages.append(
+            Stage(
+                f"export {export}",
+                "gkd-export",
+                args,
+                (os.path.join(export_dir, EXPORT_REPORT),),
+                stamp=os.path.join(export_dir, STAMP_FILE),
+            )
+        )
     report_dir = os.path.join(workdir, REPORT_DIR)
     args = (
-        *(f"--generator={name}={run_dir}" for name, run_dir in runs), "--teacher=teacher",
-        f"--output_dir={report_dir}", f"--exports_dir={exports_dir}", *data_args, *classifier_args, *evaluate_args,
+        *(f"--generator={name}={run_dir}" for name, run_dir in runs),
+        "--teacher=teacher",
+        f"--output_dir={report_dir}",
+        f"--exports_dir={exports_dir}",
+        *data_args,
+        *classifier_args,
+        *evaluate_args,
     )
     outputs = tuple(os.path.join(report_dir, f) for f in REPORT_FILES)
     stages.append(Stage("report", "gkd-evaluate", args, outputs, stamp=os.path.join(report_dir, STAMP_FILE)))

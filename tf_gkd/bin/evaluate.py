@@ -24,37 +24,37 @@ report is written). Features and probabilities come from tf_gkd's domain
 classifier of the dataset (trained once and cached in --classifier_dir).
 """
 
-import json
 import os
 import sys
 
 from absl import app, flags, logging
 
-from tf_gkd.bin import common_flags
-from tf_gkd.data import datasets
+from tf_gkd import files, rundir
+from tf_gkd.bin import common
 from tf_gkd.evaluation import classifier as classifier_lib
-from tf_gkd.evaluation import compare
-from tf_gkd.evaluation import evaluate
-from tf_gkd.evaluation import report
+from tf_gkd.evaluation import compare, evaluate, report
 from tf_gkd.networks import io as model_io
 
 flags.DEFINE_multi_string(
-    "generator", None,
+    "generator",
+    None,
     "A generator to score: a .keras file or a run directory (its generator.keras, decoder.keras or student.keras), "
     "optionally labelled NAME=PATH. Repeat the flag or separate with commas to compare several (needs "
     "--output_dir). A path that is not a generator is listed as failed and the exit status is 1.",
 )
 flags.DEFINE_string(
-    "teacher", None,
+    "teacher",
+    None,
     "Reference of PSNR/SSIM: the NAME of a --generator entry, or a PATH (added as an entry if it is none). "
     "Default: the first entry whose run is a teacher (a gkd-train GAN or VAE run).",
 )
 flags.DEFINE_string(
-    "output_dir", None,
+    "output_dir",
+    None,
     "Write the comparison report here: metrics.json, report.md, PNG figures and TensorBoard events (tb/).",
 )
-common_flags.define_data_flags("Dataset whose test split is the reference.")
-common_flags.define_classifier_dir_flag()
+common.define_data_flags()  # The reference is --dataset's test split.
+common.define_classifier_dir_flag()
 # FID's covariance and KID's unbiased estimate need two samples at least.
 flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored per generator and seed.", lower_bound=2)
 flags.DEFINE_integer("batch_size", 500, "Images per forward pass of the generator and the classifier.", lower_bound=1)
@@ -68,11 +68,14 @@ flags.DEFINE_float(
     "latency_min_seconds", 0.5, "Least time spent timing each latency (at least 20 calls).", lower_bound=0
 )
 flags.DEFINE_string(
-    "exports_dir", "saved_models",
+    "exports_dir",
+    "saved_models",
     "Where gkd-export directories are: an entry NAME's TFLite figures are read from <exports_dir>/NAME/.",
 )
 flags.DEFINE_string(
-    "output", None, "One generator without --output_dir: JSON output path (default: eval.json in the run "
+    "output",
+    None,
+    "One generator without --output_dir: JSON output path (default: eval.json in the run "
     "directory, or beside the file).",
 )
 FLAGS = flags.FLAGS
@@ -81,24 +84,8 @@ FLAGS = flags.FLAGS
 def default_output(generator_path):
     """`<run dir>/eval.json` for a run directory, `<name>_eval.json` beside a `.keras` file."""
     if os.path.isdir(generator_path):
-        return os.path.join(generator_path, "eval.json")
+        return os.path.join(generator_path, rundir.EVAL_FILE)
     return os.path.splitext(generator_path)[0] + "_eval.json"
-
-
-def _load_evaluator():
-    """The Evaluator of --dataset's test split and its cached classifier; exits 1 if either is unavailable."""
-    try:
-        raw_dir = datasets.resolve_raw_dir(FLAGS.dataset, FLAGS.raw_data_dir)
-        test_images, _ = datasets.load_numpy(FLAGS.dataset, "test", FLAGS.data_dir, raw_dir, FLAGS.download)
-        classifier = classifier_lib.load_or_train(
-            FLAGS.dataset, FLAGS.classifier_dir, FLAGS.data_dir, raw_dir, FLAGS.download
-        )
-    except (datasets.DataError, classifier_lib.ClassifierError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
-    return evaluate.Evaluator(
-        classifier, datasets.to_float(test_images).numpy(), "test", FLAGS.batch_size, FLAGS.precision_recall_k
-    )
 
 
 def _score_one(path, seed):
@@ -109,7 +96,7 @@ def _score_one(path, seed):
     except model_io.GeneratorLoadError as e:
         logging.error("%s", e)
         sys.exit(1)
-    evaluator = _load_evaluator()
+    evaluator = common.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size)
     try:
         scores = evaluator.evaluate(generator, FLAGS.num_samples, seed)
     except evaluate.NonFiniteSamplesError as e:
@@ -125,7 +112,7 @@ def _score_one(path, seed):
         **scores,
     }
     try:
-        report.write_text_atomic(json.dumps(result, indent=2), output)
+        files.write_json(result, output)
     except OSError as e:
         logging.error("Cannot write %s: %s", output, e)
         sys.exit(1)
@@ -149,10 +136,10 @@ def _compare(specs, seeds):
     comparison = compare.compare(
         entries,
         teacher,
-        _load_evaluator(),
+        common.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size),
         seeds=seeds,
         num_samples=FLAGS.num_samples,
-        latency_batch_sizes=common_flags.int_list("latency_batch_sizes", 1),
+        latency_batch_sizes=common.int_list("latency_batch_sizes", 1),
         latency_min_seconds=FLAGS.latency_min_seconds,
         exports_dir=FLAGS.exports_dir,
     )
@@ -183,7 +170,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     specs = [spec for value in FLAGS.generator for spec in value.split(",") if spec]
-    seeds = common_flags.int_list("seeds", 0)
+    seeds = common.int_list("seeds", 0)
     if FLAGS.output_dir or FLAGS.teacher or len(specs) > 1:
         if not FLAGS.output_dir:
             raise app.UsageError("Comparing generators writes a report: pass --output_dir=DIR.")
@@ -198,7 +185,7 @@ def main(argv):
 
 def run():
     flags.mark_flag_as_required("generator")
-    common_flags.help_from(__name__)
+    common.help_from(__name__)
     app.run(main)
 
 

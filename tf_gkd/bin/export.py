@@ -14,14 +14,16 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_gkd.bin import common_flags
-from tf_gkd.data import datasets
-from tf_gkd.evaluation import classifier as classifier_lib
+from tf_gkd.bin import common
 from tf_gkd.evaluation import evaluate
 from tf_gkd.export import exporter, runtime, tflite
 from tf_gkd.networks import io as model_io
 
-flags.DEFINE_string("generator", None, "A generator .keras file, or a run directory (its generator.keras, decoder.keras or student.keras).")
+flags.DEFINE_string(
+    "generator",
+    None,
+    "A generator .keras file, or a run directory (its generator.keras, decoder.keras or student.keras).",
+)
 flags.DEFINE_string("name", None, "Name of the export (its directory under saved_models/ by default).")
 flags.DEFINE_string("export_dir", None, "Destination directory (default: saved_models/<name>).")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
@@ -29,21 +31,11 @@ flags.DEFINE_list(
     "variants", list(tflite.VARIANTS), f"Comma-separated TFLite variants to write, of {','.join(tflite.VARIANTS)}."
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
-common_flags.define_data_flags("Dataset whose test split is the FID reference.")
-common_flags.define_classifier_dir_flag()
+common.define_data_flags()  # The FID reference is --dataset's test split.
+common.define_classifier_dir_flag()
 flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored for each FID.", lower_bound=2)
 flags.DEFINE_integer("seed", 0, "Seed of the FID latents: the same seed gives every model the same z.")
 FLAGS = flags.FLAGS
-
-
-def _evaluator():
-    """The gkd-evaluate evaluator of --dataset (its test split, its cached domain classifier)."""
-    raw_dir = datasets.resolve_raw_dir(FLAGS.dataset, FLAGS.raw_data_dir)
-    test_images, _ = datasets.load_numpy(FLAGS.dataset, "test", FLAGS.data_dir, raw_dir, FLAGS.download)
-    classifier = classifier_lib.load_or_train(
-        FLAGS.dataset, FLAGS.classifier_dir, FLAGS.data_dir, raw_dir, FLAGS.download
-    )
-    return evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), f"{FLAGS.dataset} test")
 
 
 def _fid(entry):
@@ -64,7 +56,7 @@ def main(argv):
     try:
         exporter.check_destination(export_dir, FLAGS.overwrite)  # First: a refusal costs nothing.
         generator = model_io.load_generator(FLAGS.generator)
-        evaluator = None if FLAGS.skip_fid else _evaluator()
+        evaluator = None if FLAGS.skip_fid else common.load_evaluator()
         report = exporter.export_generator(
             generator, export_dir, FLAGS.name, variants, FLAGS.overwrite, evaluator, FLAGS.num_samples, FLAGS.seed
         )
@@ -72,26 +64,30 @@ def main(argv):
         exporter.ExportError,
         runtime.TFLiteLoadError,
         model_io.GeneratorLoadError,
-        datasets.DataError,
-        classifier_lib.ClassifierError,
         evaluate.NonFiniteSamplesError,
         OSError,
     ) as e:
         logging.error("%s", e)
         sys.exit(1)
 
-    print(f"{'file':22s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
-          f"{'ms/image b1':>12s} {'ms/image b64':>13s}")
+    print(
+        f"{'file':22s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
+        f"{'ms/image b1':>12s} {'ms/image b64':>13s}"
+    )
     print(f"{'keras generator':22s} {'':>10s} {'':>13s} {'':>14s} {_fid(report['keras'])}")
     for entry in report["tflite"].values():
         latency = entry["latency_ms_per_image"]
-        print(f"{entry['file']:22s} {entry['size_bytes']:10d} {entry['max_abs_diff']:13.3g} "
-              f"{entry['mean_abs_diff']:14.3g} {_fid(entry)} "
-              f"{latency['batch_1']:12.4g} {latency['batch_64']:13.4g}")
+        print(
+            f"{entry['file']:22s} {entry['size_bytes']:10d} {entry['max_abs_diff']:13.3g} "
+            f"{entry['mean_abs_diff']:14.3g} {_fid(entry)} "
+            f"{latency['batch_1']:12.4g} {latency['batch_64']:13.4g}"
+        )
     if "fid_setup" in report:
         setup = report["fid_setup"]
-        print(f"FID: {setup['num_samples']} samples (seed {setup['seed']}) vs {setup['real_split']} "
-              f"({setup['num_real']} images), {setup['extractor']}.")
+        print(
+            f"FID: {setup['num_samples']} samples (seed {setup['seed']}) vs {setup['dataset']} {setup['real_split']} "
+            f"({setup['num_real']} images), {setup['extractor']}."
+        )
     print(f"Exported to {export_dir}")
 
 

@@ -19,21 +19,24 @@ import sys
 from absl import app, flags, logging
 
 from tf_gkd import pipeline
-from tf_gkd.bin import common_flags
+from tf_gkd.bin import common
 
 flags.DEFINE_string("workdir", None, "Directory of the pipeline: one subdirectory per stage.")
 flags.DEFINE_string("teacher_flagfile", "flags/gan_quickstart.cfg", "gkd-train flagfile of the teacher.")
 flags.DEFINE_list(
-    "students", ["20x=flags/distill_20x.cfg"],
+    "students",
+    ["20x=flags/distill_20x.cfg"],
     "gkd-distill flagfiles of the students, as NAME=FLAGFILE (a bare FLAGFILE is named after its file).",
 )
 flags.DEFINE_string(
-    "baseline_flagfile", "flags/baseline_gan.cfg",
+    "baseline_flagfile",
+    "flags/baseline_gan.cfg",
     "gkd-distill --baseline flagfile (the from-scratch recipe), read after each student's own; empty: no baselines.",
 )
 flags.DEFINE_string("export", "20x", "Name of the student to export for mobile; empty: no export.")
 flags.DEFINE_list(
-    "train_seeds", [],
+    "train_seeds",
+    [],
     "Train every student and baseline once per seed (--seed); the report gives mean ± std over the runs. "
     "Empty: one run each, with the flagfiles' seed.",
 )
@@ -42,8 +45,8 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_multi_string("evaluate_args", [], "A gkd-evaluate flag (repeatable), e.g. --evaluate_args=--seeds=0,1,2.")
 flags.DEFINE_multi_string("export_args", [], "A gkd-export flag (repeatable), e.g. --export_args=--skip_fid.")
-common_flags.define_data_flags("Dataset of every stage (overrides the stage flagfiles').")
-common_flags.define_classifier_dir_flag()
+common.define_data_flags()  # Every stage's (overriding the stage flagfiles').
+common.define_classifier_dir_flag()
 flags.DEFINE_boolean("dry_run", False, "Print the stages, their outputs and whether each is done; run nothing.")
 FLAGS = flags.FLAGS
 
@@ -60,8 +63,9 @@ def _stages():
             flagfiles.append(("baseline", FLAGS.baseline_flagfile))
         for name, flagfile in flagfiles:
             if not os.path.isfile(flagfile):
-                raise ValueError(f"The flagfile of {name}, {flagfile!r}, does not exist (paths are relative to "
-                                 f"{os.getcwd()}).")
+                raise ValueError(
+                    f"The flagfile of {name}, {flagfile!r}, does not exist (paths are relative to {os.getcwd()})."
+                )
         return pipeline.plan(
             FLAGS.workdir,
             FLAGS.teacher_flagfile,
@@ -73,7 +77,7 @@ def _stages():
             classifier_args=[f"--classifier_dir={FLAGS.classifier_dir}"],
             evaluate_args=FLAGS.evaluate_args,
             export_args=FLAGS.export_args,
-            train_seeds=common_flags.int_list("train_seeds", 0, allow_empty=True),
+            train_seeds=common.int_list("train_seeds", 0, allow_empty=True),
         )
     except ValueError as e:
         raise app.UsageError(str(e)) from None
@@ -112,7 +116,7 @@ def main(argv):
 
 def run():
     flags.mark_flag_as_required("workdir")
-    common_flags.help_from(__name__)
+    common.help_from(__name__)
     app.run(main)
 
 

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_gkd import images
+from tf_gkd import contract, images
 from tf_gkd.export import runtime
 
 flags.DEFINE_string("tflite", None, "A .tflite generator written by gkd-export.")
@@ -29,7 +29,7 @@ def main(argv):
         raise app.UsageError(f"--out must be a .png file. Received: --out={FLAGS.out}")
     try:
         model = runtime.TFLiteGenerator(FLAGS.tflite)
-        samples = model(runtime.latents(FLAGS.num, model.z_dim, FLAGS.seed))
+        samples = model(contract.latents(FLAGS.num, model.z_dim, FLAGS.seed))
         images.save_grid_png(samples, FLAGS.out)
     except (runtime.TFLiteLoadError, OSError) as e:
         logging.error("%s", e)

@@ -1,7 +1,8 @@
 """MNIST-style datasets through tensorflow-datasets, prepared offline when possible.
 
-`load_split` returns images as float32 in [-1, 1], shape (28, 28, 1), with their
-int64 labels. Where the tfds dataset is not prepared yet but the four raw IDX
+`load_numpy` returns a split's images as uint8 [N, 28, 28, 1] with their int64
+labels (`to_float` maps them to [-1, 1]), and `train_dataset` makes the
+training pipeline of such arrays. Where the tfds dataset is not prepared yet but the four raw IDX
 files are at hand (Debian's `dataset-fashion-mnist` puts them in
 /usr/share/datasets/fashion-mnist), it is prepared from them once, in the normal
 tfds layout, so that every later load is an ordinary
@@ -20,7 +21,6 @@ from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
 from tf_gkd.data import idx
 
-IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 PREFETCH_BATCHES = 2  # Batches the training pipelines prepare ahead of the train step.
 
@@ -115,9 +115,7 @@ def prepare(name, data_dir=None, raw_dir=None, download=False):
         ),
     }[name]
     where = f"raw directory {raw_dir!r} lacks the IDX files" if raw_dir else "no raw directory given"
-    raise DataError(
-        f"Dataset {name!r} is not prepared in {builder.data_dir} and {where}. To get it, {hint}"
-    )
+    raise DataError(f"Dataset {name!r} is not prepared in {builder.data_dir} and {where}. To get it, {hint}")
 
 
 def load_numpy(name, split, data_dir=None, raw_dir=None, download=False):
@@ -144,10 +142,9 @@ def without_autotune(dataset):
 
     With autotuning on, destroying an iterator that has run for a minute or
     more can block for up to tf.data's 60 s optimisation period: its tuning
-    thread is waiting out the period (measured with TF 2.21: 0–57 s at the end
-    of a `fit`, 42 s deleting a bare `from_tensors(...).repeat()` iterator
-    after 100 s; never with autotuning off). tf_gkd's training pipelines are a
-    few cheap ops per batch with fixed sizes, and need no tuning.
+    thread is waiting out the period (never with autotuning off; measurements
+    in docs/performance.md). tf_gkd's training pipelines are a few cheap ops
+    per batch with fixed sizes, and need no tuning.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -157,7 +154,7 @@ def without_autotune(dataset):
 def train_dataset(images, labels, batch_size, seed):
     """Infinite, batched tf.data pipeline of (float32 images in [-1, 1], labels), reshuffled every epoch.
 
-    The uint8 arrays are held in memory (Fashion-MNIST is 47 MB as uint8).
+    The uint8 arrays are held in memory (all of Fashion-MNIST is under 60 MB).
     Each epoch is a permutation of the indices drawn from (`seed`, epoch),
     cut into whole batches; a batch is gathered from the arrays by its indices
     and converted to float in one vectorised op. tf.data thus handles one
@@ -171,8 +168,7 @@ def train_dataset(images, labels, batch_size, seed):
     num_images = len(images)
     if num_images < batch_size:
         raise DataError(
-            f"The dataset has {num_images} images, fewer than one batch of {batch_size}: "
-            "lower --batch_size."
+            f"The dataset has {num_images} images, fewer than one batch of {batch_size}: lower --batch_size."
         )
     images, labels = tf.constant(images), tf.constant(labels)
     num_batches = num_images // batch_size

@@ -83,14 +83,10 @@ def read_split(raw_dir, split):
             f"got shapes {images.shape} and {labels.shape}."
         )
     if len(images) != len(labels):
-        raise IdxError(
-            f"{raw_dir}: {len(images)} {split} images but {len(labels)} labels."
-        )
+        raise IdxError(f"{raw_dir}: {len(images)} {split} images but {len(labels)} labels.")
     return images[..., None], labels.astype(np.int64)
 
 
 def has_raw_files(raw_dir):
     """True when all four IDX files are present in `raw_dir`."""
-    return bool(raw_dir) and all(
-        os.path.exists(os.path.join(raw_dir, name)) for name in RAW_FILES.values()
-    )
+    return bool(raw_dir) and all(os.path.exists(os.path.join(raw_dir, name)) for name in RAW_FILES.values())

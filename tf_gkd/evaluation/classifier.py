@@ -17,44 +17,24 @@ import time
 import keras
 import numpy as np
 from absl import logging
-from keras import layers
 
+from tf_gkd import files
+from tf_gkd.contract import IMAGE_SHAPE
 from tf_gkd.data import datasets
+from tf_gkd.models import classifier as classifier_models
+from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 
-FEATURES_LAYER = "features"
+FEATURES_LAYER = factory.FEATURES_LAYER
 CLASSIFIER_FILE = "classifier.keras"
 INFO_FILE = "info.json"
-# Measured on Fashion-MNIST: 90.9% test accuracy after 5 epochs, in 84 s on
-# 2 (shared) CPU cores. Training is once per dataset; then the cache is used.
-DEFAULT_EPOCHS = 5
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_LEARNING_RATE = 2e-3
+# Training is once per dataset (its time and accuracy: docs/results.md); then the cache is used.
+DEFAULT_EPOCHS = classifier_models.DEFAULT_EPOCHS
+DEFAULT_BATCH_SIZE = classifier_models.DEFAULT_BATCH_SIZE
 
 
 class ClassifierError(RuntimeError):
     """The cached classifier cannot be used; the message says which files to delete."""
-
-
-def make_classifier(width=1.0, num_classes=datasets.NUM_CLASSES):
-    """A small CNN: images [N, 28, 28, 1] in [-1, 1] → logits [N, num_classes].
-
-    Two stride-2 convolutions (32 and 64 channels at width 1) rather than
-    convolution + pooling pairs: the same accuracy per epoch at a third of the
-    compute. Its 128-unit ReLU layer named `features` gives the activations of
-    FID and KID; the dropout after it is inactive at inference.
-    """
-    if not width > 0:
-        raise ValueError(f"width must be positive. Received: width={width}")
-    c = max(1, int(round(32 * width)))
-    images = keras.Input(datasets.IMAGE_SHAPE, name="images")
-    x = layers.Conv2D(c, 3, strides=2, padding="same", activation="relu", name="conv_14")(images)
-    x = layers.Conv2D(2 * c, 3, strides=2, padding="same", activation="relu", name="conv_7")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(max(1, int(round(128 * width))), activation="relu", name=FEATURES_LAYER)(x)
-    x = layers.Dropout(0.3, name="dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(images, logits, name="classifier")
 
 
 def train_classifier(
@@ -66,34 +46,24 @@ def train_classifier(
     batch_size=DEFAULT_BATCH_SIZE,
     seed=0,
     width=1.0,
-    learning_rate=DEFAULT_LEARNING_RATE,
 ):
-    """Trains `make_classifier(width)` on float images [N, 28, 28, 1] in [-1, 1].
+    """Trains `factory.make_classifier(width)` on float images [N, 28, 28, 1] in [-1, 1].
 
-    Adam with a cosine decay of the learning rate to 0 over the run: the last
-    epochs at a small rate gain more than a point of test accuracy. Seeds
-    Keras's global random state with `seed` (weights, shuffling, dropout).
+    The recipe is `tf_gkd.models.classifier.fit_classifier`. Seeds Keras's
+    global random state with `seed` (weights, shuffling, dropout).
 
     Returns:
       (model, test accuracy as a float in [0, 1]).
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1. Received: epochs={epochs}, batch_size={batch_size}")
     keras.utils.set_random_seed(seed)
-    model = make_classifier(width)
-    steps = epochs * -(-len(train_images) // batch_size)
-    model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    model = factory.make_classifier(width)
     log_epoch = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: logging.info(
             "Classifier epoch %d/%d: loss %.4f, train accuracy %.4f.", epoch + 1, epochs, logs["loss"], logs["accuracy"]
         )
     )
-    model.fit(
-        train_images, train_labels, batch_size=batch_size, epochs=epochs, shuffle=True, callbacks=[log_epoch], verbose=0
+    classifier_models.fit_classifier(
+        model, train_images, train_labels, epochs, batch_size, seed=None, callbacks=[log_epoch]
     )
     _, accuracy = model.evaluate(test_images, test_labels, batch_size=1000, verbose=0)
     return model, float(accuracy)
@@ -135,7 +105,7 @@ def _load_cached(dataset, path, info_path):
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
         model.get_layer(FEATURES_LAYER)  # Raises ValueError if absent.
-        if tuple(model.inputs[0].shape[1:]) != datasets.IMAGE_SHAPE:
+        if tuple(model.inputs[0].shape[1:]) != IMAGE_SHAPE:
             raise ValueError(f"input shape {tuple(model.inputs[0].shape)}, expected (None, 28, 28, 1)")
         with open(info_path) as f:
             info = json.load(f)
@@ -206,13 +176,9 @@ def load_or_train(
         "num_train": len(train_images),
         "num_test": len(test_images),
         "train_seconds": round(time.perf_counter() - start, 1),
-        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     logging.info("The %s classifier reaches %.4f test accuracy (%.0f s).", dataset, accuracy, info["train_seconds"])
-    os.makedirs(directory, exist_ok=True)
-    tmp = info_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(tmp, info_path)
+    files.write_json(info, info_path)
     model_io.save_model_atomic(model, path)  # Last: its presence marks a complete cache.
     return DomainClassifier(model, info)

@@ -25,9 +25,8 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
-from tf_gkd.evaluation import cost
-from tf_gkd.evaluation import evaluate
-from tf_gkd.evaluation import metrics
+from tf_gkd import rundir
+from tf_gkd.evaluation import cost, evaluate, metrics
 from tf_gkd.networks import io as model_io
 
 ROLES = ("teacher", "student", "baseline", "generator")
@@ -49,7 +48,6 @@ UNITS = {
 # Latents per row of the side-by-side sample grid (the first ones of the first seed).
 GRID_LATENTS = 12
 TRAINING_CURVE_PREFIX = "train/"
-_TENSORBOARD_DIR = "tb"  # Where gkd-train writes a run's events.
 
 
 @dataclasses.dataclass
@@ -107,7 +105,7 @@ def parse_spec(spec):
         return name, path
     path = spec
     stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-    if not os.path.isdir(path) and os.path.basename(path) in model_io.RUN_GENERATOR_FILES:
+    if not os.path.isdir(path) and os.path.basename(path) in rundir.GENERATOR_FILES:
         stem = os.path.basename(os.path.dirname(os.path.abspath(path)))
     return stem, path
 
@@ -127,7 +125,7 @@ def run_role(config):
 def _run_dir_of(path):
     """The run directory holding `path` (itself, or a generator file's directory), if it has a config.json."""
     directory = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    return directory if os.path.exists(os.path.join(directory, "config.json")) else None
+    return directory if os.path.exists(os.path.join(directory, rundir.CONFIG_FILE)) else None
 
 
 def load_entry(name, path, role=None):
@@ -143,14 +141,14 @@ def load_entry(name, path, role=None):
     entry.run_dir = _run_dir_of(path)
     entry.role = role or "generator"
     if entry.run_dir and role is None:
-        config_path = os.path.join(entry.run_dir, "config.json")
+        config_path = os.path.join(entry.run_dir, rundir.CONFIG_FILE)
         try:
             with open(config_path) as f:
                 entry.role = run_role(json.load(f))
         except (OSError, ValueError) as e:
             entry.notes.append(f"role unknown: {config_path} cannot be read ({e})")
     if entry.run_dir:
-        entry.curves = read_training_curves(os.path.join(entry.run_dir, _TENSORBOARD_DIR))
+        entry.curves = read_training_curves(os.path.join(entry.run_dir, rundir.TENSORBOARD_DIR))
     return entry
 
 
@@ -361,7 +359,7 @@ def _fail(entry, what, error):
 def _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, latency_min_seconds, exports_dir):
     info = evaluator.classifier.info
     return {
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {p: importlib.metadata.version(p) for p in ("tensorflow", "keras")},
         "dataset": info.get("dataset"),
         "extractor": f"tf_gkd domain classifier of {info.get('dataset')}, its `features` layer",

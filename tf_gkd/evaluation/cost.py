@@ -90,4 +90,3 @@ def read_export(export_dir, generator):
     keys = ("size_bytes", "latency_ms_per_image", "latency_threads", "fid")
     variants = {name: {k: v[k] for k in keys if k in v} for name, v in report.get("tflite", {}).items()}
     return variants, f"read from {path}"
-

@@ -13,6 +13,9 @@ same seed and z_dim sees exactly the same z.
 import numpy as np
 import tqdm
 
+from tf_gkd import contract
+from tf_gkd.data import datasets
+from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import metrics
 from tf_gkd.networks import io as model_io
 
@@ -37,7 +40,7 @@ def sample(generator, num_samples, seed=0, batch_size=500, progress=True):
         raise ValueError(
             f"num_samples and batch_size must be >= 1. Received: num_samples={num_samples}, batch_size={batch_size}"
         )
-    z = np.random.default_rng(seed).standard_normal((num_samples, model_io.z_dim(generator))).astype(np.float32)
+    z = contract.latents(num_samples, model_io.z_dim(generator), seed)
     starts = range(0, num_samples, batch_size)
     disable = not progress or len(starts) < _PROGRESS_MIN_BATCHES
     images = np.concatenate(
@@ -110,6 +113,27 @@ class Evaluator:
         result = self.score_images(images)
         result.update(params=model_io.count_params(generator), seed=seed)
         return result
+
+
+def load_evaluator(
+    dataset,
+    classifier_dir,
+    data_dir=None,
+    raw_data_dir=None,
+    download=False,
+    batch_size=500,
+    precision_recall_k=None,
+):
+    """The `Evaluator` of `dataset`'s test split with its cached domain classifier (trained once if missing).
+
+    Raises:
+      datasets.DataError: the data cannot be loaded.
+      classifier_lib.ClassifierError: the cached classifier cannot be used.
+    """
+    raw_dir = datasets.resolve_raw_dir(dataset, raw_data_dir)
+    test_images, _ = datasets.load_numpy(dataset, "test", data_dir, raw_dir, download)
+    classifier = classifier_lib.load_or_train(dataset, classifier_dir, data_dir, raw_dir, download)
+    return Evaluator(classifier, datasets.to_float(test_images).numpy(), "test", batch_size, precision_recall_k)
 
 
 def evaluate_generator(generator, classifier, real_images_float, num_samples=10_000, batch_size=500, seed=0):

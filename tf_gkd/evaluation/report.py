@@ -1,13 +1,13 @@
 """Writing a `compare.Comparison` out: metrics.json, report.md, PNG figures and TensorBoard.
 
-    <output_dir>/
-      metrics.json          every number with its unit, and the settings it was measured with
-      report.md             cost and quality tables (ratios to the teacher), failures, the figures
-      samples.png           the same latents through the teacher and every other generator, one row each
-      pareto_size.png       FID against parameters
-      pareto_latency.png    FID against Keras latency per image at the smallest batch size
-      training_curves.png   the runs' train/* scalars, read back from their TensorBoard events
-      tb/                   the same figures and scalars for TensorBoard
+<output_dir>/
+  metrics.json          every number with its unit, and the settings it was measured with
+  report.md             cost and quality tables (ratios to the teacher), failures, the figures
+  samples.png           the same latents through the teacher and every other generator, one row each
+  pareto_size.png       FID against parameters
+  pareto_latency.png    FID against Keras latency per image at the smallest batch size
+  training_curves.png   the runs' train/* scalars, read back from their TensorBoard events
+  tb/                   the same figures and scalars for TensorBoard
 """
 
 import json
@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
+from tf_gkd import files
 from tf_gkd import images as image_utils
 from tf_gkd.evaluation import compare
 from tf_gkd.networks import io as model_io
@@ -45,11 +46,11 @@ def _vs_teacher(entry, teacher):
     pairs = {"params": (teacher.cost["params"], entry.cost["params"], "× fewer parameters than the teacher")}
     for batch, ms in entry.cost["keras_latency_ms_per_image"].items():
         pairs[f"latency_{batch}"] = (
-            teacher.cost["keras_latency_ms_per_image"][batch], ms, "× faster than the teacher (Keras)"
+            teacher.cost["keras_latency_ms_per_image"][batch],
+            ms,
+            "× faster than the teacher (Keras)",
         )
-    pairs["fid"] = (
-        np.mean(entry.quality["fid"]), np.mean(teacher.quality["fid"]), "× the teacher's FID (1 = as good)"
-    )
+    pairs["fid"] = (np.mean(entry.quality["fid"]), np.mean(teacher.quality["fid"]), "× the teacher's FID (1 = as good)")
     return {key: _valued(float(a / b), unit) for key, (a, b, unit) in pairs.items() if b > 0}
 
 
@@ -139,8 +140,16 @@ def to_markdown(comparison, figures):
         ratios = _vs_teacher(e, teacher)
         latency = [f"{e.cost['keras_latency_ms_per_image'][f'batch_{b}']:.4g}" for b in batches]
         rows.append(
-            [_label(e), e.role, f"{e.cost['params']:,}", _ratio(ratios, "params"), f"{e.cost['macs']:,}",
-             f"{e.cost['keras_bytes']:,}", *latency, _ratio(ratios, f"latency_{_latency_key(comparison)}")]
+            [
+                _label(e),
+                e.role,
+                f"{e.cost['params']:,}",
+                _ratio(ratios, "params"),
+                f"{e.cost['macs']:,}",
+                f"{e.cost['keras_bytes']:,}",
+                *latency,
+                _ratio(ratios, f"latency_{_latency_key(comparison)}"),
+            ]
         )
     lines += _table(header, rows)
     latency = s["latency"]
@@ -165,9 +174,12 @@ def to_markdown(comparison, figures):
         lines += ["", "## TFLite (from each gkd-export report, LiteRT)", ""]
         rows = [
             [
-                f"`{e.name}`", variant, f"{v.get('size_bytes', 0):,}",
+                f"`{e.name}`",
+                variant,
+                f"{v.get('size_bytes', 0):,}",
                 ", ".join(f"{b.replace('_', ' ')}: {ms:.4g}" for b, ms in v.get("latency_ms_per_image", {}).items()),
-                v.get("latency_threads", "—"), f"{v['fid']:.2f}" if "fid" in v else "—",
+                v.get("latency_threads", "—"),
+                f"{v['fid']:.2f}" if "fid" in v else "—",
             ]
             for e in exported
             for variant, v in e.tflite.items()
@@ -218,8 +230,14 @@ def pareto_plot(comparison, cost_of, xlabel, path=None):
         x, y = cost_of(e), summary["mean"]
         marker, color = _MARKERS[e.role]
         ax.errorbar(
-            x, y, yerr=summary["std"] or 0.0, fmt=marker, color=color, markersize=9 if e.role == "teacher" else 6,
-            capsize=3, label=None if e.role in labelled else e.role,
+            x,
+            y,
+            yerr=summary["std"] or 0.0,
+            fmt=marker,
+            color=color,
+            markersize=9 if e.role == "teacher" else 6,
+            capsize=3,
+            label=None if e.role in labelled else e.role,
         )
         labelled.add(e.role)
         ax.annotate(e.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
@@ -253,8 +271,14 @@ def curves_plot(entries, path=None):
             if tag in e.curves:
                 steps, values = e.curves[tag]
                 # A lone point (a scalar logged once) needs a marker to be seen.
-                ax.plot(steps, values, color=f"C{i % 10}", linewidth=1, marker="o" if len(steps) == 1 else None,
-                        label=e.name)
+                ax.plot(
+                    steps,
+                    values,
+                    color=f"C{i % 10}",
+                    linewidth=1,
+                    marker="o" if len(steps) == 1 else None,
+                    label=e.name,
+                )
         ax.set_title(tag, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -278,17 +302,34 @@ def _figures(comparison, output_dir):
     if ok:
         seed = comparison.settings["seeds"][0]
         rows = [(e.name, e.grid) for e in sorted(ok, key=lambda e: e is not comparison.teacher)]  # Teacher on top.
-        add("samples", f"The same latents (seed {seed}) through the teacher and every other generator, one row each",
-            image_utils.rows_plot(rows, os.path.join(output_dir, "samples.png")))
-        add("pareto_size", "FID against parameters",
-            pareto_plot(comparison, lambda e: e.cost["params"], "parameters",
-                        os.path.join(output_dir, "pareto_size.png")))
+        add(
+            "samples",
+            f"The same latents (seed {seed}) through the teacher and every other generator, one row each",
+            image_utils.rows_plot(rows, os.path.join(output_dir, "samples.png")),
+        )
+        add(
+            "pareto_size",
+            "FID against parameters",
+            pareto_plot(
+                comparison, lambda e: e.cost["params"], "parameters", os.path.join(output_dir, "pareto_size.png")
+            ),
+        )
         batch = key.replace("_", " ")
-        add("pareto_latency", f"FID against Keras latency per image, {batch}",
-            pareto_plot(comparison, lambda e: e.cost["keras_latency_ms_per_image"][key],
-                        f"ms per image, {batch} (Keras)", os.path.join(output_dir, "pareto_latency.png")))
-    add("training_curves", "Training curves (the runs' TensorBoard train/* scalars)",
-        curves_plot(ok, os.path.join(output_dir, "training_curves.png")))
+        add(
+            "pareto_latency",
+            f"FID against Keras latency per image, {batch}",
+            pareto_plot(
+                comparison,
+                lambda e: e.cost["keras_latency_ms_per_image"][key],
+                f"ms per image, {batch} (Keras)",
+                os.path.join(output_dir, "pareto_latency.png"),
+            ),
+        )
+    add(
+        "training_curves",
+        "Training curves (the runs' TensorBoard train/* scalars)",
+        curves_plot(ok, os.path.join(output_dir, "training_curves.png")),
+    )
     return figures
 
 
@@ -319,16 +360,7 @@ def write(comparison, output_dir):
     result = to_json(comparison)
     figures = _figures(comparison, output_dir)
     _write_tensorboard(result, figures, os.path.join(output_dir, TENSORBOARD_DIR))
-    write_text_atomic(json.dumps(result, indent=2), os.path.join(output_dir, METRICS_FILE))
+    files.write_text(json.dumps(result, indent=2), os.path.join(output_dir, METRICS_FILE))
     markdown = to_markdown(comparison, {name: caption for name, (caption, _) in figures.items()})
-    write_text_atomic(markdown, os.path.join(output_dir, REPORT_FILE))
+    files.write_text(markdown, os.path.join(output_dir, REPORT_FILE))
     return result
-
-
-def write_text_atomic(text, path):
-    """Writes `text` to `path` through a temporary file, so readers never see half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

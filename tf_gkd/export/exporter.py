@@ -15,14 +15,12 @@ import datetime
 import importlib.metadata
 import json
 import os
-import shutil
-import uuid
 
 import numpy as np
 from absl import logging
 
-from tf_gkd.export import runtime
-from tf_gkd.export import tflite
+from tf_gkd import contract, files
+from tf_gkd.export import runtime, tflite
 from tf_gkd.export.tflite import ExportError
 from tf_gkd.networks import io as model_io
 
@@ -71,16 +69,18 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     """Writes and verifies every file in `directory`; returns the report (also written there)."""
     z_dim = model_io.z_dim(generator)
     model = tflite.float32_copy(generator)
-    z = runtime.latents(VERIFY_SAMPLES, z_dim, VERIFY_SEED)
+    z = contract.latents(VERIFY_SAMPLES, z_dim, VERIFY_SEED)
     reference = np.asarray(model(z, training=False))
     report = {
         "name": name,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "z_dim": z_dim,
         "params": model_io.count_params(generator),
         "verification": {
-            "num_latents": VERIFY_SAMPLES, "seed": VERIFY_SEED, "reference": "the Keras generator in float32"
+            "num_latents": VERIFY_SAMPLES,
+            "seed": VERIFY_SEED,
+            "reference": "the Keras generator in float32",
         },
         # A mixed-precision generator is exported in float32: how far that is from the model as trained.
         "keras": {
@@ -92,6 +92,7 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
         scores = evaluator.evaluate(generator, num_samples, seed, progress=False)
         report["fid_setup"] = {
             "extractor": f"tf_gkd domain classifier (test accuracy {evaluator.classifier.info.get('test_accuracy')})",
+            "dataset": evaluator.classifier.info.get("dataset"),
             **{k: scores[k] for k in ("num_samples", "num_real", "real_split", "seed")},
         }
         report["keras"].update({k: scores[k] for k in _SCORES})
@@ -129,14 +130,17 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
         entry["latency_threads"] = LATENCY_THREADS
         if evaluator is not None:
             # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
-            images = model_tflite.generate(runtime.latents(num_samples, z_dim, seed))
+            images = model_tflite.generate(contract.latents(num_samples, z_dim, seed))
             scores = evaluator.score_images(images)
             entry.update({k: scores[k] for k in _SCORES})
         report["tflite"][variant] = entry
         report["sha256"][file] = runtime.sha256(path)
         logging.info(
-            "%s: %d bytes, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.", file, entry["size_bytes"],
-            entry["max_abs_diff"], f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
+            "%s: %d bytes, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.",
+            file,
+            entry["size_bytes"],
+            entry["max_abs_diff"],
+            f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
             entry["latency_ms_per_image"]["batch_1"],
         )
     with open(os.path.join(directory, runtime.REPORT_FILE), "w") as f:
@@ -170,26 +174,7 @@ def export_generator(
     if unknown or not variants:
         raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
     check_destination(export_dir, overwrite)
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    # Same file system as the destination, so that the final rename is atomic; os.mkdir, unlike
-    # tempfile.mkdtemp (0700), gives the export the usual permissions.
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(export_dir))}.tmp-{uuid.uuid4().hex}")
-    os.mkdir(tmp)
-    try:
+    # Checked again before the swap: another process may have written the destination meanwhile.
+    with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
         report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed)
-        check_destination(export_dir, overwrite)  # Again: another process may have written it meanwhile.
-        if os.path.lexists(export_dir):
-            old = tmp + ".old"
-            os.rename(export_dir, old)
-            try:
-                os.rename(tmp, export_dir)
-            except OSError:
-                os.rename(old, export_dir)  # Put the previous export back.
-                raise
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, export_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # Gone already after a successful rename.
     return report

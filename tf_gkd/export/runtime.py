@@ -19,21 +19,13 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-IMAGE_SHAPE = (28, 28, 1)
+from tf_gkd.contract import IMAGE_SHAPE, latents
+
 REPORT_FILE = "export_report.json"
 
 
 class TFLiteLoadError(ValueError):
     """A path does not hold a usable `.tflite` generator; the message names it."""
-
-
-def latents(num, z_dim, seed):
-    """float32 z [num, z_dim] ~ N(0, I), drawn as `tf_gkd.evaluation.evaluate.sample` draws them.
-
-    The same seed thus gives a `.tflite` file exactly the latents its Keras
-    generator is scored on, so their FIDs compare like for like.
-    """
-    return np.random.default_rng(seed).standard_normal((num, z_dim)).astype(np.float32)
 
 
 def sha256(path):

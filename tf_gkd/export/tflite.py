@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tf_gkd import contract
 from tf_gkd.export import runtime
 from tf_gkd.networks import io as model_io
 
@@ -127,7 +128,7 @@ def convert(saved_model_dir, variant, z_dim):
     if variant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     if variant == "int8":
-        z = runtime.latents(CALIBRATION_SAMPLES, z_dim, CALIBRATION_SEED)
+        z = contract.latents(CALIBRATION_SAMPLES, z_dim, CALIBRATION_SEED)
         converter.representative_dataset = lambda: (
             [z[start : start + CALIBRATION_BATCH]] for start in range(0, len(z), CALIBRATION_BATCH)
         )

@@ -6,16 +6,29 @@ log(1 - D) are computed as softplus terms without overflow or log(0):
 log D(x) = -softplus(-logit), log(1 - D(x)) = -softplus(logit).
 
 Each returns a scalar: the mean over the batch. Names follow
-`<kind>_generator_loss` / `<kind>_discriminator_loss`.
+`<kind>_generator_loss(fake_logits)` /
+`<kind>_discriminator_loss(real_logits, fake_logits, real_label=1.0)`: every
+discriminator loss takes the same arguments. `real_label` < 1 (one-sided label
+smoothing) is defined for the sigmoid losses only; the others refuse it.
 """
 
 import tensorflow as tf
 
 LOSSES = ("non_saturating", "minimax", "hinge", "wasserstein")
+# The losses of a sigmoid discriminator, whose real-image target can be smoothed.
+SIGMOID_LOSSES = ("non_saturating", "minimax")
 
 
 def _f32(x):
     return tf.cast(x, tf.float32)
+
+
+def _no_label_smoothing(kind, real_label):
+    if real_label != 1.0:
+        raise ValueError(
+            f"The {kind} loss has no real-image target to smooth: real_label must be 1. Received: "
+            f"real_label={real_label}"
+        )
 
 
 def non_saturating_discriminator_loss(real_logits, fake_logits, real_label=1.0):
@@ -41,11 +54,10 @@ def minimax_generator_loss(fake_logits):
     return -tf.reduce_mean(tf.nn.softplus(_f32(fake_logits)))
 
 
-def hinge_discriminator_loss(real_logits, fake_logits):
+def hinge_discriminator_loss(real_logits, fake_logits, real_label=1.0):
     """E[max(0, 1 - logit(x))] + E[max(0, 1 + logit(G(z)))]."""
-    return tf.reduce_mean(tf.nn.relu(1.0 - _f32(real_logits))) + tf.reduce_mean(
-        tf.nn.relu(1.0 + _f32(fake_logits))
-    )
+    _no_label_smoothing("hinge", real_label)
+    return tf.reduce_mean(tf.nn.relu(1.0 - _f32(real_logits))) + tf.reduce_mean(tf.nn.relu(1.0 + _f32(fake_logits)))
 
 
 def hinge_generator_loss(fake_logits):
@@ -53,8 +65,9 @@ def hinge_generator_loss(fake_logits):
     return -tf.reduce_mean(_f32(fake_logits))
 
 
-def wasserstein_discriminator_loss(real_logits, fake_logits):
+def wasserstein_discriminator_loss(real_logits, fake_logits, real_label=1.0):
     """E[critic(G(z))] - E[critic(x)]; add `gradient_penalty` (WGAN-GP)."""
+    _no_label_smoothing("wasserstein", real_label)
     return tf.reduce_mean(_f32(fake_logits)) - tf.reduce_mean(_f32(real_logits))
 
 

@@ -10,15 +10,14 @@
 - `conv4`: the DCGAN paper's layout, z → dense projection to 4×4 → 7×7 → 14×14
   → 28×28 with the same channel count at every stage. Its projection costs a
   third of `conv`'s per channel (16 positions instead of 49), and that projection
-  is most of a small generator's parameters: at ~35k parameters a `conv4` student
-  of the `conv` teacher reaches FID 19.5 where a `conv` student gets 30.1.
+  is most of a small generator's parameters: at the same size a `conv4` student
+  of the `conv` teacher reaches a much lower FID than a `conv` one
+  (docs/results.md).
 
 Every generator maps z `[N, z_dim]` to images `[N, 28, 28, 1]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
-Their layers are Keras's, three of them in tf_gkd's faster versions (same weights
-and configuration, `tf_gkd.networks.layers.FAST_LAYERS`): batch normalisation on
-TensorFlow's fused kernel, and convolutions whose kernel gradients are matrix
-products under mixed_bfloat16; saved files hold Keras's own.
+Every network is made of Keras's own layers; `tf_gkd.networks.fast.accelerate`
+turns a built one into its faster training version.
 Discriminators return one *logit* per image: D(x) = sigmoid(logit), and the
 losses take logits so that the sigmoid is computed stably inside them. Their
 penultimate activations are a named layer, `features`, for feature-level losses.
@@ -26,6 +25,9 @@ penultimate activations are a named layer, `features`, for feature-level losses.
 `make_encoder(kind, z_dim, width, depth)` builds a VAE encoder on the
 discriminator's trunk, images → [mean, log_var]; the VAE's decoder is
 `make_generator` itself, so a VAE decoder meets the generator contract.
+
+`make_classifier(width)` builds the small CNN classifier of the evaluation
+(the domain classifier) and of soft-label distillation.
 """
 
 import math
@@ -33,14 +35,15 @@ import math
 import keras
 from keras import layers
 
-from tf_gkd.networks import layers as gkd_layers
+from tf_gkd.contract import IMAGE_SHAPE
 
 KINDS = ("dense", "conv", "conv4")  # Generator kinds.
 # Discriminators and encoders come in the two trunks; `conv4` generators pair with `conv` ones.
 TRUNK_KINDS = ("dense", "conv")
-IMAGE_SHAPE = (28, 28, 1)
 # The generator's final tanh layer; `with_pre_activation` reads its input.
 IMAGES_LAYER = "images"
+# The layer whose activations feature-level losses (discriminators) and FID (classifiers) read.
+FEATURES_LAYER = "features"
 
 # Sizes at width=1, depth=None (the defaults below).
 _DENSE_UNITS = 128
@@ -86,7 +89,7 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
         x = _upsample_block(x, c, "up_7", strides=1, padding="valid")  # 4 + 4 - 1 = 7.
         x = _blocks_14(_upsample_block(x, c, "up_14"), c, depth)
     if kind != "dense":
-        x = gkd_layers.MatmulGradConv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
+        x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
     images = layers.Activation("tanh", dtype="float32", name=IMAGES_LAYER)(x)
     return keras.Model(z, images, name=name)
 
@@ -94,23 +97,23 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
 def _project(z, shape):
     """z → dense projection → BN → leaky ReLU, reshaped to feature maps of `shape`."""
     x = layers.Dense(math.prod(shape), use_bias=False, name="project")(z)
-    x = gkd_layers.FusedBatchNormalization(name="project_bn")(x)
+    x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_lrelu")(x)
     return layers.Reshape(shape, name=f"to_{shape[0]}x{shape[1]}")(x)
 
 
 def _upsample_block(x, channels, name, strides=2, padding="same"):
     """4×4 transposed convolution → BN → leaky ReLU."""
-    x = gkd_layers.MatmulGradConv2DTranspose(channels, 4, strides=strides, padding=padding, use_bias=False, name=name)(x)
-    x = gkd_layers.FusedBatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Conv2DTranspose(channels, 4, strides=strides, padding=padding, use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
 
 
 def _blocks_14(x, channels, depth):
     """`depth` stride-1 3×3 convolution blocks at 14×14 (the kinds' default depth: none)."""
     for i in range(_CONV_DEPTH if depth is None else depth):
-        x = gkd_layers.MatmulGradConv2D(channels, 3, padding="same", use_bias=False, name=f"conv_14_{i}")(x)
-        x = gkd_layers.FusedBatchNormalization(name=f"conv_14_{i}_bn")(x)
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv_14_{i}")(x)
+        x = layers.BatchNormalization(name=f"conv_14_{i}_bn")(x)
         x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
     return x
 
@@ -129,12 +132,12 @@ def _downsample(images, kind, width, depth):
             x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
         return x
     c14 = _channels(_CONV_CHANNELS, width)
-    x = gkd_layers.MatmulGradConv2D(c14, 4, strides=2, padding="same", name="down_14")(images)
+    x = layers.Conv2D(c14, 4, strides=2, padding="same", name="down_14")(images)
     x = layers.LeakyReLU(0.2, name="down_14_lrelu")(x)
     for i in range(_CONV_DEPTH if depth is None else depth):
-        x = gkd_layers.MatmulGradConv2D(c14, 3, padding="same", name=f"conv_14_{i}")(x)
+        x = layers.Conv2D(c14, 3, padding="same", name=f"conv_14_{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
-    x = gkd_layers.MatmulGradConv2D(2 * c14, 4, strides=2, padding="same", name="down_7")(x)
+    x = layers.Conv2D(2 * c14, 4, strides=2, padding="same", name="down_7")(x)
     x = layers.LeakyReLU(0.2, name="down_7_lrelu")(x)
     return layers.Flatten(name="flatten")(x)
 
@@ -143,7 +146,7 @@ def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.0, name="di
     """Returns a Keras discriminator images [N, 28, 28, 1] → logits [N, 1] (D = sigmoid)."""
     _check_size(kind, width, depth, TRUNK_KINDS)
     images = keras.Input(IMAGE_SHAPE, name="images")
-    x = layers.Activation("linear", name="features")(_downsample(images, kind, width, depth))
+    x = layers.Activation("linear", name=FEATURES_LAYER)(_downsample(images, kind, width, depth))
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     logits = layers.Dense(1, dtype="float32", name="logits")(x)
@@ -156,8 +159,9 @@ def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder"):
     The trunk is the discriminator's (`dense`: 784 → hidden layers; `conv`: the
     stride-2 downsampling to 7×7); two linear heads give the mean and the log
     variance of the diagonal Gaussian q(z|x). The heads compute in the
-    networks' dtype (in float32 they took 15 % of a bfloat16 VAE step's op
-    time at z_dim 100) and return float32, which the KL term exponentiates.
+    networks' dtype (in float32 they were a large share of a bfloat16 VAE
+    step: docs/performance.md) and return float32, which the KL term
+    exponentiates.
     """
     _check_size(kind, width, depth, TRUNK_KINDS)
     if z_dim <= 0:
@@ -194,6 +198,25 @@ def with_pre_activation(generator):
             f"{IMAGES_LAYER!r}. Received: model {generator.name!r} with layers "
             f"{[layer.name for layer in generator.layers[-3:]]} at the end."
         )
-    return keras.Model(
-        generator.inputs[0], [layer.input, generator.outputs[0]], name=f"{generator.name}_with_logits"
-    )
+    return keras.Model(generator.inputs[0], [layer.input, generator.outputs[0]], name=f"{generator.name}_with_logits")
+
+
+def make_classifier(width=1.0, num_classes=10):
+    """A small CNN: images [N, 28, 28, 1] in [-1, 1] → logits [N, num_classes].
+
+    Two stride-2 convolutions (32 and 64 channels at width 1) rather than
+    convolution + pooling pairs: the same accuracy per epoch at a third of the
+    compute. Its 128-unit ReLU layer named `features` gives the activations of
+    FID and KID; the dropout after it is inactive at inference.
+    """
+    if not width > 0:
+        raise ValueError(f"width must be positive. Received: width={width}")
+    c = _channels(32, width)
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    x = layers.Conv2D(c, 3, strides=2, padding="same", activation="relu", name="conv_14")(images)
+    x = layers.Conv2D(2 * c, 3, strides=2, padding="same", activation="relu", name="conv_7")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(_channels(128, width), activation="relu", name=FEATURES_LAYER)(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(images, logits, name="classifier")

@@ -9,15 +9,12 @@ a message naming it, not with a shape error deep inside a metric.
 
 import math
 import os
-import uuid
 import zipfile
 
 import keras
 
-IMAGE_SHAPE = (28, 28, 1)
-GENERATOR_FILE = "generator.keras"
-# The generator of a run directory, by the kind of run that wrote it.
-RUN_GENERATOR_FILES = (GENERATOR_FILE, "decoder.keras", "student.keras")
+from tf_gkd import files, rundir
+from tf_gkd.contract import IMAGE_SHAPE
 
 
 class GeneratorLoadError(ValueError):
@@ -25,36 +22,26 @@ class GeneratorLoadError(ValueError):
 
 
 def save_model_atomic(model, path):
-    """Saves `model` as a `.keras` file at `path` without ever leaving half a file there.
+    """Saves `model` as a `.keras` file at `path` atomically (`tf_gkd.files.atomic_path`).
 
-    The model is written to a temporary `.keras` file in the same directory
-    (same file system) and renamed over `path`, which is atomic on POSIX: a crash
-    mid-save leaves the previous file, if any, intact.
+    A crash mid-save leaves the previous file, if any, intact.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # A unique name, created by Keras itself so that the file gets the usual permissions.
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}.keras")
-    try:
+    with files.atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def generator_file(path):
     """The generator file that `load_generator(path)` loads: `path` itself, or a run directory's generator.
 
     Raises:
-      GeneratorLoadError: `path` is a directory without any of `RUN_GENERATOR_FILES`.
+      GeneratorLoadError: `path` is a directory without any of `rundir.GENERATOR_FILES`.
     """
     if not os.path.isdir(path):
         return path
-    found = [os.path.join(path, f) for f in RUN_GENERATOR_FILES if os.path.exists(os.path.join(path, f))]
+    found = [os.path.join(path, f) for f in rundir.GENERATOR_FILES if os.path.exists(os.path.join(path, f))]
     if not found:
         raise GeneratorLoadError(
-            f"{path} is a directory without any of {', '.join(RUN_GENERATOR_FILES)}: "
+            f"{path} is a directory without any of {', '.join(rundir.GENERATOR_FILES)}: "
             "pass a finished run directory or a generator .keras file."
         )
     return found[0]
@@ -64,7 +51,7 @@ def load_generator(path):
     """Loads a generator saved by tf_gkd (or any Keras model meeting the contract).
 
     `path` is a `.keras` file, or a run directory holding one of
-    `RUN_GENERATOR_FILES` (a GAN's generator, a VAE's decoder, a student).
+    `rundir.GENERATOR_FILES` (a GAN's generator, a VAE's decoder, a student).
     Loading uses `safe_mode=True` (nothing is unpickled) and `compile=False`
     (a generator is only ever called).
 

@@ -135,9 +135,7 @@ class ProgressBar(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         step = int(self.model.step)
-        self.bar = tqdm.tqdm(
-            total=self.total_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1.0
-        )
+        self.bar = tqdm.tqdm(total=self.total_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1.0)
         self._last = step
 
     def on_train_batch_end(self, batch, logs=None):

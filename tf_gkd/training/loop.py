@@ -1,38 +1,24 @@
 """The run-directory life cycle shared by every trainer: resume, fit, save.
 
-A run directory holds
-    config.json        the resolved configuration (written by the caller)
-    checkpoints/       tf.train.Checkpoint files (networks, optimizers, RNG state)
-    tb/                TensorBoard events
-    samples/           PNG grids of fixed-z samples
-    <name>.keras       the final models, written once training is complete
-Re-running on the same directory resumes from the latest checkpoint; a run
-that is already complete only (re)writes missing final models.
+Checkpoints, TensorBoard events, sample grids and the final models go where
+`tf_gkd.rundir` says. Re-running on the same directory resumes from the latest
+checkpoint; a run that is already complete only (re)writes its final models.
 """
 
 import os
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_gkd import contract, rundir
 from tf_gkd.data import datasets
+from tf_gkd.networks import fast
 from tf_gkd.networks import io as model_io
-from tf_gkd.networks import layers as gkd_layers
 from tf_gkd.training import callbacks as cb
 
 
-def latents(num, z_dim, seed):
-    """The standard-normal latents [num, z_dim] (float32) of `seed`.
-
-    The first n rows do not depend on `num`, so the fixed sample grid of a run
-    (n = num_samples, seed = the run's seed) is the start of any longer series.
-    """
-    return np.random.default_rng(seed).standard_normal((num, z_dim)).astype(np.float32)
-
-
 def checkpoint_dir(workdir):
-    return os.path.join(workdir, "checkpoints")
+    return os.path.join(workdir, rundir.CHECKPOINTS_DIR)
 
 
 def restore(model, workdir, keep):
@@ -60,7 +46,8 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
         A resumed run gets a seed derived from its step, so it does not replay the
         batches it has already seen.
       config: the run's `TrainConfig`.
-      final_models: {file name: Keras model} written at the end, atomically.
+      final_models: {file name: Keras model} written at the end, atomically,
+        made of Keras's own layers (`tf_gkd.networks.fast.plain`).
       extra_images: optional callable step -> {name: images}, more grids for
         TensorBoard and `samples/<name>_step_*.png`.
 
@@ -77,13 +64,13 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
                 f"of steps_per_execution={config.steps_per_execution}. Resume with the run's own "
                 "--steps_per_execution."
             )
-        z = latents(config.num_samples, model.z_dim, config.seed)
+        z = contract.latents(config.num_samples, model.z_dim, config.seed)
         callbacks = [
             cb.NanGuard(),  # Before the checkpoint: a NaN step must never be saved.
             cb.PeriodicCheckpoint(manager, config.checkpoint_every),
             cb.SummaryWriter(
-                os.path.join(workdir, "tb"),
-                os.path.join(workdir, "samples"),
+                os.path.join(workdir, rundir.TENSORBOARD_DIR),
+                os.path.join(workdir, rundir.SAMPLES_DIR),
                 z,
                 config.log_every,
                 config.sample_every,
@@ -107,7 +94,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
     for name, network in final_models.items():
         path = os.path.join(workdir, name)
         # Keras's own layers in the file, so that it loads without tf_gkd.
-        model_io.save_model_atomic(gkd_layers.with_fast_layers(network, fast=False), path)
+        model_io.save_model_atomic(fast.plain(network), path)
         logging.info("Wrote %s", path)
 
 

@@ -7,20 +7,15 @@ trains from `pairs_dataset` alone; the teacher is not needed any more, which is
 how a teacher that is only reachable as a service, or too slow to run in the
 loop, is distilled.
 
-The file is written under a temporary name and renamed into place, so an
-existing `pairs.tfrecord` is always complete.
+The file is written atomically (`tf_gkd.files`), so an existing pairs file is
+always complete.
 """
-
-import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
 import tqdm
 
-from tf_gkd.training import loop
-
-PAIRS_FILE = "pairs.tfrecord"
+from tf_gkd import contract, files
 
 
 def _example(z, image):
@@ -37,28 +32,19 @@ def _example(z, image):
 def write_pairs(teacher, path, num_pairs, seed, batch_size=500, progress=True):
     """Writes `num_pairs` (z, teacher(z)) pairs to the TFRecord file `path`.
 
-    The latents are `loop.latents(num_pairs, z_dim, seed)`: with the run's seed,
-    the first `num_samples` pairs are the run's fixed sample grid.
+    The latents are `contract.latents(num_pairs, z_dim, seed)`: with the run's
+    seed, the first `num_samples` pairs are the run's fixed sample grid.
     """
-    z_dim = int(teacher.input_shape[-1])
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    z_all = loop.latents(num_pairs, z_dim, seed)
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for start in tqdm.trange(0, num_pairs, batch_size, desc="teacher pairs", disable=not progress):
-                z = z_all[start : start + batch_size]
-                images = np.asarray(teacher(z, training=False), np.float32)
-                for zi, image in zip(z, images):
-                    writer.write(_example(zi, image))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    z_all = contract.latents(num_pairs, int(teacher.input_shape[-1]), seed)
+    with files.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+        for start in tqdm.trange(0, num_pairs, batch_size, desc="teacher pairs", disable=not progress):
+            z = z_all[start : start + batch_size]
+            images = np.asarray(teacher(z, training=False), np.float32)
+            for zi, image in zip(z, images):
+                writer.write(_example(zi, image))
 
 
-def pairs_dataset(path, z_dim, image_shape=(28, 28, 1)):
+def pairs_dataset(path, z_dim, image_shape=contract.IMAGE_SHAPE):
     """An unbatched tf.data.Dataset of {"z": float32 [z_dim], "teacher": float32 image} from `path`."""
     spec = {
         "z": tf.io.FixedLenFeature([z_dim], tf.float32),

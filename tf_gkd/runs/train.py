@@ -1,4 +1,10 @@
-"""Training runs from a `TrainConfig` (teachers and students): data, networks, model, run directory."""
+"""Training runs from a `TrainConfig` (teachers and students): data, networks, model, run directory.
+
+The composition root of training: it builds a run's networks with the
+factory (or loads the teacher's), turns them into their fast training versions
+(`--fast_layers`), puts them into the model of the run, and hands that to the
+training loop.
+"""
 
 import dataclasses
 import os
@@ -8,18 +14,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import distribute
+from tf_gkd import contract, distribute, rundir
 from tf_gkd.data import datasets
-from tf_gkd.distillation import generator as distill_lib
-from tf_gkd.distillation import pairs as pairs_lib
-from tf_gkd.distillation import teacher as teacher_lib
-from tf_gkd.networks import factory
-from tf_gkd.networks import layers as gkd_layers
-from tf_gkd.training import config as config_lib
-from tf_gkd.training import gan as gan_lib
+from tf_gkd.data import pairs as pairs_lib
+from tf_gkd.models import distiller as distill_lib
+from tf_gkd.models import gan as gan_lib
+from tf_gkd.models import vae as vae_lib
+from tf_gkd.networks import factory, fast
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import teacher as teacher_lib
+from tf_gkd.runs import vae_report
 from tf_gkd.training import loop
-from tf_gkd.training import vae as vae_lib
-from tf_gkd.training import vae_report
 
 
 def set_precision(policy):
@@ -36,6 +41,18 @@ def make_optimizer(learning_rate, config, updates_per_step=1):
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def for_training(config, *networks):
+    """`networks` as they train: tf_gkd's fast layers with `fast_layers=auto`, as they are with `off`.
+
+    None stays None. Called once every network of a model is built, so that
+    the copies it makes do not change the initial weights of the networks
+    built after them.
+    """
+    if config.fast_layers == "off":
+        return networks
+    return tuple(None if network is None else fast.accelerate(network) for network in networks)
 
 
 def load_split(config, split):
@@ -58,6 +75,7 @@ def build_gan(config):
         config.discriminator_depth,
         dropout=config.discriminator_dropout,
     )
+    generator, discriminator = for_training(config, generator, discriminator)
     model = gan_lib.GAN(
         generator,
         discriminator,
@@ -84,6 +102,7 @@ def build_vae(config):
     decoder = factory.make_generator(
         config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
     )
+    encoder, decoder = for_training(config, encoder, decoder)
     model = vae_lib.VAE(
         encoder,
         decoder,
@@ -125,7 +144,7 @@ def _train(config, workdir):
         teacher = teacher_lib.load_teacher(config.teacher, config.dataset)
         if config.init_discriminator and teacher.discriminator_path is None:
             raise teacher_lib.TeacherError(
-                f"Teacher {teacher.run_dir} has no {teacher_lib.DISCRIMINATOR_FILE} to start from "
+                f"Teacher {teacher.run_dir} has no {rundir.DISCRIMINATOR_FILE} to start from "
                 "(a VAE run has none): drop --init_discriminator."
             )
         if config.z_dim != teacher.z_dim:
@@ -154,7 +173,7 @@ def _train_gan(config, workdir, images, labels):
         lambda seed: datasets.train_dataset(images, labels, config.batch_size, seed),
         config,
         workdir,
-        final_models={"generator.keras": model.ema_generator, "discriminator.keras": model.discriminator},
+        final_models={rundir.GENERATOR_FILE: model.ema_generator, rundir.DISCRIMINATOR_FILE: model.discriminator},
     )
     return model
 
@@ -178,7 +197,7 @@ def _train_vae(config, workdir, images, labels):
         lambda seed: datasets.train_dataset(images, labels, config.batch_size, seed),
         config,
         workdir,
-        final_models={"decoder.keras": model.decoder, "encoder.keras": model.encoder},
+        final_models={rundir.DECODER_FILE: model.decoder, rundir.ENCODER_FILE: model.encoder},
         extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown)},
     )
     vae_report.write_report(
@@ -205,10 +224,7 @@ def build_distiller(config, teacher):
     discriminator = None
     if config.adversarial_weight > 0 or config.feature_weight > 0:
         if config.init_discriminator:
-            # The saved file holds Keras's layers; training it again wants tf_gkd's fast ones.
-            discriminator = gkd_layers.with_fast_layers(
-                keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False), fast=True
-            )
+            discriminator = keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False)
         else:
             discriminator = factory.make_discriminator(
                 config.discriminator_kind,
@@ -216,11 +232,15 @@ def build_distiller(config, teacher):
                 config.discriminator_depth,
                 dropout=config.discriminator_dropout,
             )
+    # The teacher runs on every step too: it gets the fast layers as well.
+    student, discriminator, teacher_generator, teacher_encoder = for_training(
+        config, student, discriminator, teacher.generator, teacher.encoder
+    )
     model = distill_lib.GeneratorDistiller(
-        teacher.generator,
+        teacher_generator,
         student,
         discriminator,
-        teacher_encoder=teacher.encoder,
+        teacher_encoder=teacher_encoder,
         pixel_loss=config.pixel_loss,
         pixel_weight=config.pixel_weight,
         adversarial_weight=config.adversarial_weight,
@@ -232,7 +252,7 @@ def build_distiller(config, teacher):
         seed=config.seed,
     )
     model.compile(
-        g_optimizer=make_optimizer(config.g_learning_rate, config),
+        optimizer=make_optimizer(config.g_learning_rate, config),
         d_optimizer=make_optimizer(config.d_learning_rate, config) if discriminator is not None else None,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
@@ -260,9 +280,9 @@ def distill_dataset(model, config, images, labels, seed, pairs=None):
 
 def _train_distill(config, workdir, images, labels, teacher):
     """The distillation branch of `train`: online, or offline from a file of teacher pairs."""
-    fixed_z = loop.latents(config.num_samples, config.z_dim, config.seed)
+    fixed_z = contract.latents(config.num_samples, config.z_dim, config.seed)
     if config.offline_pairs:
-        path = os.path.join(workdir, pairs_lib.PAIRS_FILE)
+        path = os.path.join(workdir, rundir.PAIRS_FILE)
         if not os.path.exists(path):
             logging.info("Writing %d teacher pairs to %s.", config.offline_pairs, path)
             pairs_lib.write_pairs(teacher.generator, path, config.offline_pairs, config.seed)
@@ -276,7 +296,7 @@ def _train_distill(config, workdir, images, labels, teacher):
     logging.info(
         "Student %s: %d parameters; teacher: %s.",
         config.generator_kind,
-        model.generator.count_params(),
+        model.student.count_params(),
         config.teacher,
     )
 
@@ -292,7 +312,7 @@ def _train_distill(config, workdir, images, labels, teacher):
         make_dataset,
         config,
         workdir,
-        final_models={"student.keras": model.ema_generator},
+        final_models={rundir.STUDENT_FILE: model.ema_student},
         extra_images=side_by_side,
     )
     return model

@@ -6,7 +6,6 @@ pictures of Kingma & Welling (2014): the decoded latent manifold and the test
 set's encodings coloured by label, as `samples/latent_*.png` and TensorBoard images.
 """
 
-import json
 import os
 from statistics import NormalDist
 
@@ -14,11 +13,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_gkd import files, rundir
 from tf_gkd import images as image_utils
-
-EVAL_FILE = "vae_eval.json"
-MANIFOLD_FILE = "latent_manifold.png"
-SCATTER_FILE = "latent_scatter.png"
 
 
 def reconstruction_pairs(model, images):
@@ -45,7 +41,7 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
     """Evaluates `model` on the held-out images; writes vae_eval.json, TensorBoard and 2-D pictures.
 
     Args:
-      model: a trained `tf_gkd.training.vae.VAE`.
+      model: a trained `tf_gkd.models.vae.VAE`.
       workdir: the run directory.
       test_images: float images [N, 28, 28, 1] in [-1, 1], held out from training.
       test_labels: their integer labels [N] (colours of the latent scatter plot).
@@ -65,33 +61,30 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
         beta=model.beta,
         units="nats per image (summed over pixels and latent dimensions, averaged over images)",
     )
-    path = os.path.join(workdir, EVAL_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
+    path = os.path.join(workdir, rundir.VAE_EVAL_FILE)
+    files.write_json(result, path)
     logging.info(
         "Held-out negative ELBO %.2f nats per image (reconstruction %.2f, KL %.2f); wrote %s",
         result["negative_elbo"], result["reconstruction"], result["kl"], path,
     )
 
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+    writer = tf.summary.create_file_writer(os.path.join(workdir, rundir.TENSORBOARD_DIR))
     with writer.as_default(step=step):
         for key in ("negative_elbo", "reconstruction", "kl"):
             tf.summary.scalar(f"test/{key}", result[key])
         if model.z_dim == 2:
-            samples_dir = os.path.join(workdir, "samples")
+            samples_dir = os.path.join(workdir, rundir.SAMPLES_DIR)
             manifold = latent_manifold(model.decoder, manifold_size)
             image_utils.save_grid_png(
-                manifold, os.path.join(samples_dir, MANIFOLD_FILE), title=f"latent manifold, step {step}",
+                manifold, os.path.join(samples_dir, rundir.MANIFOLD_FILE), title=f"latent manifold, step {step}",
                 cols=manifold_size,
             )
             tf.summary.image("latent_manifold", image_utils.make_grid(manifold, cols=manifold_size)[None])
             scatter = image_utils.scatter_plot(
-                model.encode(test_images), test_labels, os.path.join(samples_dir, SCATTER_FILE),
+                model.encode(test_images), test_labels, os.path.join(samples_dir, rundir.SCATTER_FILE),
                 title=f"{description}: posterior means, step {step}", label_names=label_names,
             )
             tf.summary.image("latent_scatter", scatter[None])
-            logging.info("Wrote %s and %s in %s", MANIFOLD_FILE, SCATTER_FILE, samples_dir)
+            logging.info("Wrote %s and %s in %s", rundir.MANIFOLD_FILE, rundir.SCATTER_FILE, samples_dir)
     writer.close()
     return result

@@ -33,9 +33,7 @@ class VAE(keras.Model):
     def __init__(self, encoder, decoder, beta=1.0, likelihood="bernoulli", gaussian_sigma=0.1, seed=None, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in vae_losses.LIKELIHOODS:
-            raise ValueError(
-                f"likelihood must be one of {vae_losses.LIKELIHOODS}. Received: likelihood={likelihood!r}"
-            )
+            raise ValueError(f"likelihood must be one of {vae_losses.LIKELIHOODS}. Received: likelihood={likelihood!r}")
         if beta < 0:
             raise ValueError(f"beta must be >= 0. Received: beta={beta}")
         if not gaussian_sigma > 0:
@@ -123,8 +121,10 @@ class VAE(keras.Model):
     def encode(self, images, batch_size=500):
         """Posterior means [N, z_dim] of float images in [-1, 1], as numpy."""
         return np.concatenate(
-            [np.asarray(self.encoder(images[i : i + batch_size], training=False)[0])
-             for i in range(0, len(images), batch_size)]
+            [
+                np.asarray(self.encoder(images[i : i + batch_size], training=False)[0])
+                for i in range(0, len(images), batch_size)
+            ]
         )
 
     def reconstruct(self, images):
@@ -153,4 +153,3 @@ class VAE(keras.Model):
     def generate(self, z):
         """Decoded images for latents `z`; with z ~ N(0, I), samples of the prior."""
         return self.decoder(z, training=False)
-

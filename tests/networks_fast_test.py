@@ -1,6 +1,7 @@
 """tf_gkd's fast layers (fused batch normalisation, matrix-product kernel gradients): the same maths as
 Keras's layers, and Keras's layers in saved files."""
 
+import dataclasses
 import json
 import os
 import re
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd.distillation import teacher as teacher_lib
 from tf_gkd.networks import factory
-from tf_gkd.networks import layers as gkd_layers
-from tf_gkd.training import config as config_lib
-from tf_gkd.training import runs
+from tf_gkd.networks import fast as gkd_layers
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import teacher as teacher_lib
+from tf_gkd.runs import train as runs
 
 
 def pair_of_layers(shape, **kwargs):
@@ -73,22 +74,34 @@ def test_unsupported_options_take_the_keras_path():
     np.testing.assert_allclose(fused(x, training=True), keras_bn(x, training=True), rtol=1e-5, atol=1e-5)
 
 
-def test_with_fast_layers_swaps_layers_and_keeps_outputs():
-    generator = factory.make_generator("conv4", z_dim=8, width=0.1)
-    z = np.random.default_rng(4).normal(size=(6, 8)).astype("float32")
-    generator(z, training=True)  # Move the statistics away from their initial values.
-    stock = gkd_layers.with_fast_layers(generator, fast=False)
+def test_accelerate_and_plain_swap_layers_and_keep_outputs():
+    stock = factory.make_generator("conv4", z_dim=8, width=0.1)
     fast_types = set(gkd_layers.FAST_LAYERS.values())
-    assert {type(layer) for layer in generator.layers} & fast_types == fast_types - {gkd_layers.MatmulGradConv2D}
-    assert not {type(layer) for layer in stock.layers} & fast_types
-    assert {type(layer) for layer in stock.layers} >= {keras.layers.BatchNormalization, keras.layers.Conv2DTranspose}
+    assert not {type(layer) for layer in stock.layers} & fast_types  # The factory builds Keras's layers.
+    z = np.random.default_rng(4).normal(size=(6, 8)).astype("float32")
+    stock(z, training=True)  # Move the statistics away from their initial values.
+    fast = gkd_layers.accelerate(stock)
+    assert {type(layer) for layer in fast.layers} & fast_types == fast_types - {gkd_layers.MatmulGradConv2D}
     for training in (False, True):
-        np.testing.assert_allclose(stock(z, training=training), generator(z, training=training), atol=1e-5)
-    back = gkd_layers.with_fast_layers(stock, fast=True)
-    assert [type(layer) for layer in back.layers] == [type(layer) for layer in generator.layers]
-    np.testing.assert_allclose(back(z, training=False), generator(z, training=False), atol=1e-5)
+        np.testing.assert_allclose(fast(z, training=training), stock(z, training=training), atol=1e-5)
+    back = gkd_layers.plain(fast)
+    assert [type(layer) for layer in back.layers] == [type(layer) for layer in stock.layers]
+    np.testing.assert_allclose(back(z, training=False), stock(z, training=False), atol=1e-5)
     dense = factory.make_generator("dense", z_dim=8, width=0.1)  # Nothing to swap: the model itself.
-    assert gkd_layers.with_fast_layers(dense, fast=False) is dense
+    assert gkd_layers.accelerate(dense) is dense and gkd_layers.plain(dense) is dense
+
+
+def test_fast_layers_off_trains_keras_layers():
+    config = config_lib.TrainConfig(
+        z_dim=8, generator_kind="conv4", generator_width=0.1, discriminator_width=0.1, fast_layers="off"
+    )
+    model = runs.build_gan(config)
+    fast_types = set(gkd_layers.FAST_LAYERS.values())
+    assert (
+        not {type(layer) for network in (model.generator, model.discriminator) for layer in network.layers} & fast_types
+    )
+    accelerated = runs.build_gan(dataclasses.replace(config, fast_layers="auto"))
+    assert {type(layer) for layer in accelerated.generator.layers} & fast_types
 
 
 # (input shape, layer arguments): SAME with even and odd sizes, VALID with a row the kernel never reads,
@@ -224,16 +237,25 @@ def conv_layers_with_oneDNN_kernel_gradient(network, dtype):
         return tape.gradient(loss, network.trainable_weights)
 
     ops = gradients.get_concrete_function().graph.get_operations()
-    convs = [layer.name for layer in network.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    convs = [
+        layer.name for layer in network.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))
+    ]
     filters = [op.name for op in ops if op.type == "Conv2DBackpropFilter"]  # ".../down_7_1/convolution/..."
     return {name for name in convs for op in filters if re.search(f"/{name}(_[0-9]+)?/", op)}
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_default_networks_use_matmul_kernel_gradients_where_the_readme_says(policy):
+def test_default_networks_use_matmul_kernel_gradients_where_the_docs_say(policy):
     keras.mixed_precision.set_global_policy(policy)
     try:
-        networks = [factory.make_generator("conv"), factory.make_discriminator("conv"), factory.make_encoder("conv")]
+        networks = [
+            gkd_layers.accelerate(network)
+            for network in (
+                factory.make_generator("conv"),
+                factory.make_discriminator("conv"),
+                factory.make_encoder("conv"),
+            )
+        ]
     finally:
         keras.mixed_precision.set_global_policy("float32")
     dtype = tf.float32 if policy == "float32" else tf.bfloat16
@@ -262,8 +284,17 @@ def conv_run(tiny_data_dir, tmp_path_factory):
     """A finished tiny GAN run with conv networks (batch normalisation in the generator)."""
     workdir = str(tmp_path_factory.mktemp("conv_run"))
     config = config_lib.TrainConfig(
-        data_dir=tiny_data_dir, z_dim=8, generator_kind="conv4", discriminator_kind="conv", generator_width=0.1,
-        discriminator_width=0.1, batch_size=8, train_steps=4, log_every=2, sample_every=4, checkpoint_every=4,
+        data_dir=tiny_data_dir,
+        z_dim=8,
+        generator_kind="conv4",
+        discriminator_kind="conv",
+        generator_width=0.1,
+        discriminator_width=0.1,
+        batch_size=8,
+        train_steps=4,
+        log_every=2,
+        sample_every=4,
+        checkpoint_every=4,
         num_samples=4,
     )
     runs.train(config, workdir)
@@ -289,7 +320,6 @@ def test_saved_generator_loads_with_keras_alone(conv_run):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run([sys.executable, "-c", script, path, os.path.join(conv_run, "z.npy"), out], check=True, env=env)
     teacher = teacher_lib.load_teacher(conv_run, "fashion_mnist")
-    assert any(isinstance(layer, gkd_layers.FusedBatchNormalization) for layer in teacher.generator.layers)
     assert not teacher.generator.trainable
     np.testing.assert_allclose(np.asarray(teacher.generator(z, training=False)), np.load(out), atol=1e-5)
 

@@ -11,11 +11,8 @@ import os
 
 import keras
 
+from tf_gkd import rundir
 from tf_gkd.networks import io as model_io
-from tf_gkd.networks import layers as gkd_layers
-
-ENCODER_FILE = "encoder.keras"
-DISCRIMINATOR_FILE = "discriminator.keras"
 
 
 class TeacherError(ValueError):
@@ -43,9 +40,9 @@ def read_config(run_dir):
         raise TeacherError(
             f"Teacher {run_dir} is not a directory: pass --teacher=RUN_DIR, the --workdir of a gkd-train run."
         )
-    path = os.path.join(run_dir, "config.json")
+    path = os.path.join(run_dir, rundir.CONFIG_FILE)
     if not os.path.exists(path):
-        raise TeacherError(f"Teacher {run_dir} has no config.json: it is not a gkd-train run directory.")
+        raise TeacherError(f"Teacher {run_dir} has no {rundir.CONFIG_FILE}: it is not a gkd-train run directory.")
     with open(path) as f:
         return json.load(f)
 
@@ -68,15 +65,13 @@ def load_teacher(run_dir, dataset):
         generator = model_io.load_generator(run_dir)
     except model_io.GeneratorLoadError as e:
         raise TeacherError(f"{e} If its training is unfinished, finish it first (re-run gkd-train on it).") from None
-    # tf_gkd's fast layers (fused batch normalisation): the teacher runs on every distillation step.
-    generator = gkd_layers.with_fast_layers(generator, fast=True)
     generator.trainable = False
     encoder = None
-    encoder_path = os.path.join(run_dir, ENCODER_FILE)
+    encoder_path = os.path.join(run_dir, rundir.ENCODER_FILE)
     if os.path.exists(encoder_path):
         encoder = keras.saving.load_model(encoder_path, safe_mode=True, compile=False)
         encoder.trainable = False
-    discriminator_path = os.path.join(run_dir, DISCRIMINATOR_FILE)
+    discriminator_path = os.path.join(run_dir, rundir.DISCRIMINATOR_FILE)
     return Teacher(
         run_dir=run_dir,
         config=config,

@@ -4,26 +4,12 @@ import keras
 import tensorflow as tf
 
 from tf_gkd import distribute
-from tf_gkd.losses import gan as gan_losses
-
-
-def update_ema(ema_model, model, decay, step):
-    """ema ← d·ema + (1 - d)·model for trainable weights; copies the rest (BN stats).
-
-    d = min(decay, (1 + step) / (10 + step)) warms the average up, as
-    `tf.train.ExponentialMovingAverage(num_updates=...)` does: early in training
-    the average would otherwise be dominated by the random initial weights.
-    """
-    step = tf.cast(step, tf.float32)
-    decay = tf.minimum(decay, (1.0 + step) / (10.0 + step))
-    for ema_w, w in zip(ema_model.trainable_weights, model.trainable_weights):
-        ema_w.assign_sub((1.0 - decay) * (ema_w - w))  # Three kernels per weight instead of four.
-    for ema_w, w in zip(ema_model.non_trainable_weights, model.non_trainable_weights):
-        ema_w.assign(w)
+from tf_gkd.models import ema
+from tf_gkd.models.adversary import Adversary
 
 
 class GAN(keras.Model):
-    """Generator and sigmoid discriminator trained adversarially.
+    """A generator trained against an adversary (a sigmoid discriminator, its optimizer, loss and metrics).
 
     Args:
       generator: Keras model z [N, z_dim] → images [N, 28, 28, 1] in [-1, 1].
@@ -58,21 +44,15 @@ class GAN(keras.Model):
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1). Received: ema_decay={ema_decay}")
         self.generator = generator
-        self.discriminator = discriminator
-        self.loss_name = loss
-        self.g_loss_fn, self.d_loss_fn = gan_losses.get(loss)
-        self.d_steps = d_steps
-        self.gp_weight = gp_weight
-        self.ema_decay = ema_decay
-        self.real_label = real_label
-        self.z_dim = generator.input_shape[-1]
-        self.ema_generator = keras.models.clone_model(generator)
-        self.ema_generator.set_weights(generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.adversary = Adversary(
+            discriminator, self.seed_generator, loss=loss, gp_weight=gp_weight, real_label=real_label
+        )
+        self.d_steps = d_steps
+        self.ema_decay = ema_decay
+        self.z_dim = generator.input_shape[-1]
+        self.ema_generator = ema.averaged_copy(generator)
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.d_real_tracker = keras.metrics.Mean(name="d_real")
-        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         # Its networks are built; under a tf.distribute strategy Keras would otherwise
         # try to build this wrapper by calling it, and it has no `call`.
         self.built = True
@@ -82,28 +62,19 @@ class GAN(keras.Model):
         # creating an unused default one.
         super().compile(optimizer=g_optimizer, **kwargs)
         self.g_optimizer = g_optimizer
-        self.d_optimizer = d_optimizer
+        self.adversary.compile(d_optimizer)
+
+    @property
+    def discriminator(self):
+        return self.adversary.discriminator
 
     @property
     def metrics(self):
-        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
+        d_loss, d_real, d_fake = self.adversary.metrics
+        return [d_loss, self.g_loss_tracker, d_real, d_fake]
 
     def sample_z(self, batch_size):
         return distribute.normal((batch_size, self.z_dim), self.seed_generator)
-
-    def _discriminator_loss(self, real, fake):
-        # One pass over real and fake together: half the kernel launches of two
-        # calls (the discriminator has no batch-dependent layers).
-        logits = self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0), training=True)
-        real_logits, fake_logits = tf.split(logits, 2)
-        if self.loss_name in ("non_saturating", "minimax"):
-            loss = self.d_loss_fn(real_logits, fake_logits, real_label=self.real_label)
-        else:
-            loss = self.d_loss_fn(real_logits, fake_logits)
-        if self.loss_name == "wasserstein":
-            alpha = distribute.uniform((tf.shape(real)[0], 1, 1, 1), self.seed_generator)
-            loss += self.gp_weight * gan_losses.gradient_penalty(self.discriminator, real, fake, alpha)
-        return loss, real_logits, fake_logits
 
     def train_step(self, data):
         real = data[0] if isinstance(data, (tuple, list)) else data
@@ -111,47 +82,42 @@ class GAN(keras.Model):
         for _ in range(self.d_steps):
             with tf.GradientTape() as g_tape:
                 fake = self.generator(self.sample_z(batch_size), training=True)
-            with tf.GradientTape() as d_tape:
-                d_loss, real_logits, fake_logits = self._discriminator_loss(real, tf.stop_gradient(fake))
-            distribute.minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
+            d_terms = self.adversary.train_step(real, fake)
 
         # The generator step reuses the last fake batch and its recorded forward
         # pass (as the PyTorch DCGAN example does), saving one generator forward.
         with g_tape:
-            g_loss = self.g_loss_fn(self.discriminator(fake, training=True))
+            g_loss = self.adversary.generator_loss(self.discriminator(fake, training=True))
         distribute.minimize(self.g_optimizer, g_tape, g_loss, self.generator.trainable_weights)
-        update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
+        ema.update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
 
-        self.d_loss_tracker.update_state(d_loss)
+        self.adversary.update_metrics(*d_terms)
         self.g_loss_tracker.update_state(g_loss)
-        self.d_real_tracker.update_state(tf.sigmoid(tf.cast(real_logits, tf.float32)))
-        self.d_fake_tracker.update_state(tf.sigmoid(tf.cast(fake_logits, tf.float32)))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         # `evaluate` would otherwise call `self(x)`, which a GAN does not have.
         real = data[0] if isinstance(data, (tuple, list)) else data
         fake = self.ema_generator(self.sample_z(tf.shape(real)[0]), training=False)
-        d_loss, _, fake_logits = self._discriminator_loss(real, fake)
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(self.g_loss_fn(fake_logits))
+        d_loss, _, fake_logits = self.adversary.discriminator_loss(real, fake)
+        self.adversary.loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(self.adversary.generator_loss(fake_logits))
         return {m.name: m.result() for m in self.metrics[:2]}
 
     def checkpoint_items(self):
         """Everything a resumed run needs, for `tf.train.Checkpoint(**items)`."""
         return dict(
             generator=self.generator,
-            discriminator=self.discriminator,
             ema_generator=self.ema_generator,
             g_optimizer=self.g_optimizer,
-            d_optimizer=self.d_optimizer,
             seed=self.seed_generator.state,
+            **self.adversary.checkpoint_items(),
         )
 
     def build_optimizers(self):
         """Creates optimizer slots now so that a checkpoint can restore into them."""
         self.g_optimizer.build(self.generator.trainable_weights)
-        self.d_optimizer.build(self.discriminator.trainable_weights)
+        self.adversary.build_optimizer()
 
     @property
     def step(self):

@@ -5,11 +5,11 @@ student's loss is
 
     L = w_pixel · |S(z) - T(z)|  +  λ · L_GAN(D(S(z)))  +  w_feature · ‖f(S(z)) - f(T(z))‖²
 
-where D is a discriminator trained against real images (as in a GAN) and f its
-`features` layer. λ = 0 and w_feature = 0 give pure mimicry, with no
-discriminator at all. Targets come from the teacher on the fly (online) or from
-a file of (z, T(z)) pairs written beforehand (offline: the teacher is not
-needed while the student trains; see `tf_gkd.distillation.pairs`).
+where D is the discriminator of an adversary trained against real images (as
+in a GAN) and f its `features` layer. λ = 0 and w_feature = 0 give pure
+mimicry, with no adversary at all. Targets come from the teacher on the fly
+(online) or from a file of (z, T(z)) pairs written beforehand (offline: the
+teacher is not needed while the student trains; see `tf_gkd.data.pairs`).
 
 A VAE teacher's decoder is distilled like a GAN generator; given the teacher's
 encoder, part of every batch takes z from the posterior q(z|x) of real images
@@ -22,11 +22,12 @@ import tensorflow as tf
 
 from tf_gkd import distribute
 from tf_gkd.losses import distill as distill_losses
-from tf_gkd.training import gan as gan_lib
+from tf_gkd.models import ema
+from tf_gkd.models.adversary import Adversary
 
 
-class GeneratorDistiller(gan_lib.GAN):
-    """Trains `student` to mimic the frozen `teacher` (plus an optional adversarial term).
+class GeneratorDistiller(keras.Model):
+    """Trains `student` to mimic the frozen `teacher` (plus optional adversarial and feature terms).
 
     Args:
       teacher: generator z [N, z_dim] → images [N, 28, 28, 1]; frozen here.
@@ -42,8 +43,10 @@ class GeneratorDistiller(gan_lib.GAN):
       pixel_weight, adversarial_weight, feature_weight: the loss weights (λ is
         `adversarial_weight`).
       posterior_fraction: share of each batch with posterior latents (VAE teachers).
-      loss, ema_decay, real_label, seed: as for `tf_gkd.training.gan.GAN`; the
-        saved student is the weight average `ema_generator`.
+      loss, real_label: the adversary's GAN loss and real-image target.
+      ema_decay: decay of the weight average `ema_student`, the student that
+        is sampled and saved (as for `tf_gkd.models.gan.GAN`).
+      seed: seed of the model's `SeedGenerator` (z and the adversary's noise).
 
     Batches are dicts: {"real": images} online, {"real", "z", "teacher"}
     offline (the teacher's images for those z, precomputed). Online training
@@ -69,9 +72,7 @@ class GeneratorDistiller(gan_lib.GAN):
         seed=None,
         **kwargs,
     ):
-        super().__init__(
-            student, discriminator, loss=loss, ema_decay=ema_decay, real_label=real_label, seed=seed, **kwargs
-        )
+        super().__init__(**kwargs)
         needs_discriminator = adversarial_weight > 0 or feature_weight > 0
         if needs_discriminator and discriminator is None:
             raise ValueError(
@@ -87,42 +88,56 @@ class GeneratorDistiller(gan_lib.GAN):
             )
         if not 0.0 <= posterior_fraction <= 1.0:
             raise ValueError(f"posterior_fraction must be in [0, 1]. Received: {posterior_fraction}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1). Received: ema_decay={ema_decay}")
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
         self.teacher_encoder = teacher_encoder
         if teacher_encoder is not None:
             teacher_encoder.trainable = False
+        self.student = student
+        self.z_dim = student.input_shape[-1]
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.adversary = None
+        if discriminator is not None:
+            self.adversary = Adversary(discriminator, self.seed_generator, loss=loss, real_label=real_label)
+        self.ema_decay = ema_decay
+        self.ema_student = ema.averaged_copy(student)
         self.pixel_loss_fn = distill_losses.pixel_loss(pixel_loss)
         self.pixel_weight = pixel_weight
         self.adversarial_weight = adversarial_weight
         self.feature_weight = feature_weight
         self.posterior_fraction = posterior_fraction
-        if discriminator is not None:
-            # One pass gives the features (for mimicry) and the logits (for L_GAN).
-            self.critic = keras.Model(
-                discriminator.inputs, [discriminator.get_layer("features").output, discriminator.outputs[0]]
-            )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.pixel_tracker = keras.metrics.Mean(name="pixel")
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
         self.adversarial_tracker = keras.metrics.Mean(name="adversarial")
         self.feature_tracker = keras.metrics.Mean(name="feature")
+        # Its networks are built; under a tf.distribute strategy Keras would otherwise
+        # try to build this wrapper by calling it, and it has no `call`.
+        self.built = True
 
-    def compile(self, g_optimizer, d_optimizer=None, **kwargs):
-        super().compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, **kwargs)
+    def compile(self, optimizer, d_optimizer=None, **kwargs):
+        """`optimizer` trains the student, `d_optimizer` the adversary's discriminator (when there is one)."""
+        super().compile(optimizer=optimizer, **kwargs)
+        if self.adversary is not None:
+            self.adversary.compile(d_optimizer)
 
     @property
     def metrics(self):
         metrics = [self.loss_tracker, self.pixel_tracker, self.psnr_tracker]
-        if self.discriminator is not None:
-            metrics += [self.adversarial_tracker, self.feature_tracker] + super().metrics
+        if self.adversary is not None:
+            metrics += [self.adversarial_tracker, self.feature_tracker, *self.adversary.metrics]
         return metrics
 
     @property
     def uses_real_images(self):
-        """Whether online batches need real images: for the discriminator, or for posterior latents."""
-        return self.discriminator is not None or (self.teacher_encoder is not None and self.posterior_fraction > 0)
+        """Whether online batches need real images: for the adversary, or for posterior latents."""
+        return self.adversary is not None or (self.teacher_encoder is not None and self.posterior_fraction > 0)
+
+    def sample_z(self, batch_size):
+        return distribute.normal((batch_size, self.z_dim), self.seed_generator)
 
     def _targets(self, data):
         """(z, teacher images) of a batch: read from it offline, computed online."""
@@ -141,50 +156,71 @@ class GeneratorDistiller(gan_lib.GAN):
             z = tf.concat([tf.cast(posterior, z.dtype), z[n:]], 0)
         return z, tf.stop_gradient(self.teacher(z, training=False))
 
+    def _adversary_terms(self, fake, target):
+        """(L_GAN of the student's images, feature distance to the teacher's) in the discriminator."""
+        if self.adversary is None:
+            return tf.constant(0.0), tf.constant(0.0)
+        features, logits = self.adversary.features_and_logits(tf.concat([fake, tf.cast(target, fake.dtype)], 0))
+        fake_features, target_features = tf.split(features, 2)
+        adversarial = self.adversary.generator_loss(tf.split(logits, 2)[0])
+        return adversarial, distill_losses.feature_loss(fake_features, target_features)
+
     def train_step(self, data):
         z, target = self._targets(data)
-        with tf.GradientTape() as s_tape:
-            fake = self.generator(z, training=True)
+        with tf.GradientTape() as tape:
+            fake = self.student(z, training=True)
+        if self.adversary is not None:
+            d_terms = self.adversary.train_step(data["real"], fake)
+        with tape:
             pixel = self.pixel_loss_fn(fake, target)
-            loss = self.pixel_weight * pixel
-        if self.discriminator is not None:
-            with tf.GradientTape() as d_tape:
-                d_loss, real_logits, fake_logits = self._discriminator_loss(data["real"], tf.stop_gradient(fake))
-            distribute.minimize(self.d_optimizer, d_tape, d_loss, self.discriminator.trainable_weights)
-            with s_tape:
-                features, logits = self.critic(tf.concat([fake, tf.cast(target, fake.dtype)], 0), training=True)
-                fake_features, target_features = tf.split(features, 2)
-                adversarial = self.g_loss_fn(tf.split(logits, 2)[0])
-                feature = distill_losses.feature_loss(fake_features, target_features)
-                loss += self.adversarial_weight * adversarial + self.feature_weight * feature
-            self.adversarial_tracker.update_state(adversarial)
-            self.feature_tracker.update_state(feature)
-            self.d_loss_tracker.update_state(d_loss)
-            self.g_loss_tracker.update_state(adversarial)
-            self.d_real_tracker.update_state(tf.sigmoid(tf.cast(real_logits, tf.float32)))
-            self.d_fake_tracker.update_state(tf.sigmoid(tf.cast(fake_logits, tf.float32)))
-        distribute.minimize(self.g_optimizer, s_tape, loss, self.generator.trainable_weights)
-        gan_lib.update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
+            adversarial, feature = self._adversary_terms(fake, target)
+            loss = self.pixel_weight * pixel + self.adversarial_weight * adversarial + self.feature_weight * feature
+        distribute.minimize(self.optimizer, tape, loss, self.student.trainable_weights)
+        ema.update_ema(self.ema_student, self.student, self.ema_decay, self.optimizer.iterations)
+
         self.loss_tracker.update_state(loss)
         self.pixel_tracker.update_state(pixel)
         self.psnr_tracker.update_state(tf.reduce_mean(distill_losses.psnr(fake, target)))
+        if self.adversary is not None:
+            self.adversarial_tracker.update_state(adversarial)
+            self.feature_tracker.update_state(feature)
+            self.adversary.update_metrics(*d_terms)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         z, target = self._targets(data)
-        fake = self.ema_generator(z, training=False)
+        fake = self.ema_student(z, training=False)
         self.pixel_tracker.update_state(self.pixel_loss_fn(fake, target))
         self.psnr_tracker.update_state(tf.reduce_mean(distill_losses.psnr(fake, target)))
         return {m.name: m.result() for m in (self.pixel_tracker, self.psnr_tracker)}
 
     def checkpoint_items(self):
-        items = super().checkpoint_items()
-        if self.discriminator is None:
-            del items["discriminator"], items["d_optimizer"]
+        """Everything a resumed run needs, for `tf.train.Checkpoint(**items)`.
+
+        The keys are a GAN's (the student under `generator`), as in earlier
+        runs, whose checkpoints still load.
+        """
+        items = dict(
+            generator=self.student,
+            ema_generator=self.ema_student,
+            g_optimizer=self.optimizer,
+            seed=self.seed_generator.state,
+        )
+        if self.adversary is not None:
+            items.update(self.adversary.checkpoint_items())
         return items
 
     def build_optimizers(self):
-        self.g_optimizer.build(self.generator.trainable_weights)
-        if self.discriminator is not None:
-            self.d_optimizer.build(self.discriminator.trainable_weights)
+        """Creates optimizer slots now so that a checkpoint can restore into them."""
+        self.optimizer.build(self.student.trainable_weights)
+        if self.adversary is not None:
+            self.adversary.build_optimizer()
 
+    @property
+    def step(self):
+        """Number of student updates so far (restored with the checkpoint)."""
+        return self.optimizer.iterations
+
+    def generate(self, z):
+        """Images of the averaged student for latents `z`."""
+        return self.ema_student(z, training=False)

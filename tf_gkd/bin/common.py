@@ -1,0 +1,133 @@
+"""What the binaries share: the training options' flags (generated from `TrainConfig`), data flags, the evaluator.
+
+The training options are not declared here by hand: `define_config_flags`
+makes one absl flag per `TrainConfig` field, with the field's type, default,
+help and choices, and `config_from_flags` builds the `TrainConfig`, which
+checks every value (bounds included) once.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from tf_gkd.data import datasets
+from tf_gkd.evaluation import classifier as classifier_lib
+from tf_gkd.evaluation import evaluate
+from tf_gkd.networks import io as model_io
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import teacher as teacher_lib
+from tf_gkd.runs import train as train_lib
+from tf_gkd.training import callbacks
+
+# The data options of every binary that reads a dataset.
+DATA_FIELDS = ("dataset", "data_dir", "raw_data_dir", "download")
+_FIELDS = {field.name: field for field in dataclasses.fields(config_lib.TrainConfig)}
+CONFIG_FIELDS = tuple(_FIELDS)  # Every training option, in the config's order.
+
+
+def define_config_flags(flag_values=flags.FLAGS, names=CONFIG_FIELDS, defaults=None):
+    """Defines one flag per `TrainConfig` field in `names` (default: all), in `flag_values`.
+
+    `defaults` ({field: value}) overrides the config's own defaults. Bounds are
+    stated in the help and checked by `TrainConfig` (`config_from_flags`).
+    """
+    defaults = defaults or {}
+    for name in names:
+        field = _FIELDS[name]
+        default = defaults.get(name, field.default)
+        bounds = config_lib.describe_bounds(field.metadata)
+        help_text = field.metadata["help"] + (f" Must be {bounds}." if bounds else "")
+        kind, choices = config_lib.value_type(field), field.metadata["choices"]
+        if kind is bool:
+            flags.DEFINE_boolean(name, default, help_text, flag_values=flag_values)
+        elif choices is not None:
+            flags.DEFINE_enum(name, default, choices, help_text, flag_values=flag_values)
+        else:
+            define = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
+            define(name, default, help_text, flag_values=flag_values)
+
+
+def config_from_flags(flag_values=flags.FLAGS, **overrides):
+    """The `TrainConfig` of the parsed flags and `overrides`; an invalid value is a usage error naming its flag."""
+    values = {name: flag_values[name].value for name in _FIELDS if name in flag_values}
+    values.update(overrides)
+    try:
+        return config_lib.TrainConfig(**values)
+    except config_lib.ConfigError as e:
+        raise app.UsageError(f"--{e.field}: {e}" if e.field else str(e)) from None
+
+
+# What a training run reports as an error message (exit status 1) rather than a traceback.
+TRAINING_ERRORS = (
+    datasets.DataError,
+    config_lib.ConfigError,
+    callbacks.NonFiniteLossError,
+    teacher_lib.TeacherError,
+    model_io.GeneratorLoadError,
+)
+
+
+def train(config, workdir):
+    """Trains (or resumes) `config`'s run in `workdir`; an unusable configuration, data or teacher exits 1."""
+    try:
+        train_lib.train(config, workdir)
+    except TRAINING_ERRORS as e:
+        logging.error("%s", e)
+        sys.exit(1)
+    logging.info("Done: %s", workdir)
+
+
+def define_data_flags(flag_values=flags.FLAGS):
+    """--dataset, --data_dir, --raw_data_dir and --download, as the training binaries have them."""
+    define_config_flags(flag_values, DATA_FIELDS)
+
+
+def define_classifier_dir_flag(flag_values=flags.FLAGS):
+    """--classifier_dir."""
+    flags.DEFINE_string(
+        "classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.", flag_values=flag_values
+    )
+
+
+def load_evaluator(precision_recall_k=None, batch_size=500):
+    """The evaluator of --dataset's test split and --classifier_dir's classifier; exits 1 if either is unavailable."""
+    try:
+        return evaluate.load_evaluator(
+            flags.FLAGS.dataset,
+            flags.FLAGS.classifier_dir,
+            flags.FLAGS.data_dir,
+            flags.FLAGS.raw_data_dir,
+            flags.FLAGS.download,
+            batch_size=batch_size,
+            precision_recall_k=precision_recall_k,
+        )
+    except (datasets.DataError, classifier_lib.ClassifierError) as e:
+        logging.error("%s", e)
+        sys.exit(1)
+
+
+def help_from(module_name):
+    """Makes --help of a console script show `module_name`'s docstring and flags.
+
+    A console script's `__main__` is a setuptools wrapper without a docstring
+    or flags, so absl's --help would print a bare usage line; `python -m
+    <module>` needs none of this.
+    """
+    sys.modules["__main__"].__doc__ = sys.modules[module_name].__doc__
+    for module in (module_name, __name__):
+        for flag in flags.FLAGS.get_flags_for_module(module):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def int_list(name, minimum, allow_empty=False):
+    """The integers of the list flag `name`, each at least `minimum`; anything else is a usage error."""
+    try:
+        values = [int(v) for v in flags.FLAGS[name].value]
+    except ValueError:
+        values = None
+    if values is None or (not values and not allow_empty) or (values and min(values) < minimum):
+        raise app.UsageError(
+            f"--{name} must be a comma-separated list of integers >= {minimum}. Received: {flags.FLAGS[name].value}"
+        )
+    return values

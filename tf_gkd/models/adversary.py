@@ -1,0 +1,98 @@
+"""The adversary of a generator: a discriminator with its optimizer, loss and metrics.
+
+A GAN contains one; a generator distiller contains one when its loss has an
+adversarial or a feature term, and none for pure mimicry. The adversary
+trains its discriminator against real images (`train_step`), and gives the
+generator side its terms: the generator loss of the discriminator's logits,
+and the discriminator's `features` activations for feature-level losses.
+"""
+
+import keras
+import tensorflow as tf
+
+from tf_gkd import distribute
+from tf_gkd.losses import gan as gan_losses
+from tf_gkd.networks import factory
+
+
+class Adversary:
+    """A discriminator trained against real images with one of `tf_gkd.losses.gan.LOSSES`.
+
+    Args:
+      discriminator: Keras model images → logits [N, 1]; with a layer named
+        `features` (`factory.FEATURES_LAYER`), `features_and_logits` is available.
+      seed_generator: the owning model's `keras.random.SeedGenerator`, for the
+        interpolation weights of the gradient penalty.
+      loss: one of `tf_gkd.losses.gan.LOSSES`.
+      gp_weight: weight of the gradient penalty (`wasserstein` only).
+      real_label: target for real images (< 1: one-sided label smoothing; the
+        sigmoid losses only).
+    """
+
+    def __init__(self, discriminator, seed_generator, loss="non_saturating", gp_weight=10.0, real_label=1.0):
+        self.discriminator = discriminator
+        self.seed_generator = seed_generator
+        self.loss = loss
+        self.generator_loss, self._discriminator_loss = gan_losses.get(loss)
+        self.gp_weight = gp_weight
+        self.real_label = real_label
+        self.optimizer = None
+        self._critic = None
+        if factory.FEATURES_LAYER in [layer.name for layer in discriminator.layers]:
+            # One pass gives the features (for feature mimicry) and the logits (for the adversarial term).
+            self._critic = keras.Model(
+                discriminator.inputs,
+                [discriminator.get_layer(factory.FEATURES_LAYER).output, discriminator.outputs[0]],
+            )
+        self.loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.real_tracker = keras.metrics.Mean(name="d_real")
+        self.fake_tracker = keras.metrics.Mean(name="d_fake")
+
+    def compile(self, optimizer):
+        self.optimizer = optimizer
+
+    def discriminator_loss(self, real, fake):
+        """(loss, real logits, fake logits) of the discriminator on a real and a fake batch."""
+        # One pass over real and fake together: half the kernel launches of two
+        # calls (the discriminator has no batch-dependent layers).
+        logits = self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0), training=True)
+        real_logits, fake_logits = tf.split(logits, 2)
+        loss = self._discriminator_loss(real_logits, fake_logits, real_label=self.real_label)
+        if self.loss == "wasserstein":
+            alpha = distribute.uniform((tf.shape(real)[0], 1, 1, 1), self.seed_generator)
+            loss += self.gp_weight * gan_losses.gradient_penalty(self.discriminator, real, fake, alpha)
+        return loss, real_logits, fake_logits
+
+    def train_step(self, real, fake):
+        """One discriminator update on `real` and `fake` (no gradient reaches the generator); returns the loss terms."""
+        with tf.GradientTape() as tape:
+            loss, real_logits, fake_logits = self.discriminator_loss(real, tf.stop_gradient(fake))
+        distribute.minimize(self.optimizer, tape, loss, self.discriminator.trainable_weights)
+        return loss, real_logits, fake_logits
+
+    def features_and_logits(self, images):
+        """The discriminator's `features` activations and logits of `images`, in one pass."""
+        if self._critic is None:
+            raise ValueError(
+                f"The discriminator {self.discriminator.name!r} has no {factory.FEATURES_LAYER!r} layer, which "
+                "feature losses read: build it with tf_gkd.networks.factory.make_discriminator."
+            )
+        return self._critic(images, training=True)
+
+    def update_metrics(self, loss, real_logits, fake_logits):
+        """Records a step's discriminator loss and its mean D(x) on real and fake images."""
+        self.loss_tracker.update_state(loss)
+        self.real_tracker.update_state(tf.sigmoid(tf.cast(real_logits, tf.float32)))
+        self.fake_tracker.update_state(tf.sigmoid(tf.cast(fake_logits, tf.float32)))
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.real_tracker, self.fake_tracker]
+
+    def build_optimizer(self):
+        """Creates the optimizer's slots now so that a checkpoint can restore into them."""
+        self.optimizer.build(self.discriminator.trainable_weights)
+
+    def checkpoint_items(self):
+        """The adversary's share of a run's checkpoint (the keys are those of earlier runs, which still load)."""
+        return dict(discriminator=self.discriminator, d_optimizer=self.optimizer)

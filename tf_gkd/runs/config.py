@@ -1,0 +1,322 @@
+"""The configuration of a training run: every option's default, help, type and bounds, in one place.
+
+`TrainConfig` is a frozen dataclass whose fields are declared with `option`,
+which records the option's help, its choices or bounds, and whether it is
+part of what a run trains (its identity). The binaries generate their absl
+flags from these fields (`tf_gkd.bin.config_flags`), and `TrainConfig` checks
+every value once, when it is built: one source of truth for each option.
+The resolved configuration is saved as `config.json` in the run directory.
+"""
+
+import dataclasses
+import json
+import os
+import types
+
+from tf_gkd import distribute, files, rundir
+from tf_gkd.data import datasets
+from tf_gkd.losses import distill as distill_losses
+from tf_gkd.losses import gan as gan_losses
+from tf_gkd.losses import vae as vae_losses
+from tf_gkd.networks import factory
+
+MODELS = ("gan", "vae", "distill")
+MIXED_PRECISION = ("off", "mixed_float16", "mixed_bfloat16")
+LR_DECAYS = ("none", "cosine")
+FAST_LAYERS = ("auto", "off")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid, or disagrees with the run being resumed.
+
+    `field` names the offending option when there is one (binaries name its flag).
+    """
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
+
+
+def option(default, help, *, choices=None, minimum=None, above=None, maximum=None, below=None, identity=()):
+    """A `TrainConfig` field: its default, its help, and what values it takes.
+
+    Args:
+      default: the default value (its type is the field's annotation).
+      help: one sentence for --help and docs/flags.md.
+      choices: the allowed values of a string option.
+      minimum, above, maximum, below: bounds of a number option (`minimum` ≤ x,
+        `above` < x, x ≤ `maximum`, x < `below`); None values always pass.
+      identity: the models (of `MODELS`) whose runs this option defines: a run
+        resumed with another value would mix two experiments, so it is refused.
+        Empty: the option says how the run runs, and may change on resume.
+    """
+    return dataclasses.field(
+        default=default,
+        metadata=dict(
+            help=help, choices=choices, minimum=minimum, above=above, maximum=maximum, below=below,
+            identity=tuple(identity),
+        ),
+    )
+
+
+def describe_bounds(metadata):
+    """The bounds of an option in words ("positive", ">= 1", "in [0, 1)"), or None."""
+    low, high = metadata["minimum"], metadata["maximum"]
+    above, below = metadata["above"], metadata["below"]
+    if (low is not None or above is not None) and (high is not None or below is not None):
+        left = f"[{low}" if low is not None else f"({above}"
+        right = f"{high}]" if high is not None else f"{below})"
+        return f"in {left}, {right}"
+    if above == 0:
+        return "positive"
+    for value, words in ((low, ">="), (above, ">"), (high, "<="), (below, "<")):
+        if value is not None:
+            return f"{words} {value}"
+    return None
+
+
+def _within(value, metadata):
+    m = metadata
+    return (
+        (m["minimum"] is None or value >= m["minimum"])
+        and (m["above"] is None or value > m["above"])
+        and (m["maximum"] is None or value <= m["maximum"])
+        and (m["below"] is None or value < m["below"])
+    )
+
+
+def value_type(field):
+    """The Python type of a field's values: int, float, bool or str (None aside)."""
+    annotation = field.type
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = [t for t in annotation.__args__ if t is not type(None)]
+    return annotation
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. Defaults are the quickstart teacher."""
+
+    model: str = option(
+        "gan", "What to train: gan, vae (the generator_* options then configure its decoder), or distill "
+        "(a student generator of the generator_* options; see gkd-distill).",
+        choices=MODELS, identity=MODELS,
+    )
+    # Data.
+    dataset: str = option(
+        "fashion_mnist", "Dataset (its tensorflow-datasets name).", choices=datasets.DATASETS, identity=MODELS
+    )
+    data_dir: str | None = option(None, "tensorflow-datasets data directory (default: tfds's own).")
+    raw_data_dir: str | None = option(
+        None,
+        "Directory with the four raw IDX .gz files to prepare the dataset from, offline "
+        "(default for fashion_mnist: /usr/share/datasets/fashion-mnist, from Debian's dataset-fashion-mnist).",
+    )
+    download: bool = option(False, "Let tensorflow-datasets download the data (needs internet).")
+    # Networks.
+    z_dim: int = option(100, "Latent size.", minimum=1, identity=MODELS)
+    generator_kind: str = option("conv", "Generator architecture.", choices=factory.KINDS, identity=MODELS)
+    generator_width: float = option(1.0, "Generator width multiplier.", above=0, identity=MODELS)
+    generator_depth: int | None = option(
+        None, "Generator depth (default: the kind's own).", minimum=0, identity=MODELS
+    )
+    discriminator_kind: str = option(
+        "conv", "Discriminator architecture.", choices=factory.TRUNK_KINDS, identity=("gan", "distill")
+    )
+    discriminator_width: float = option(
+        1.0, "Discriminator width multiplier.", above=0, identity=("gan", "distill")
+    )
+    discriminator_depth: int | None = option(
+        None, "Discriminator depth (default: the kind's own).", minimum=0, identity=("gan", "distill")
+    )
+    # Without dropout the quickstart teacher is better and faster (docs/results.md).
+    discriminator_dropout: float = option(0.0, "Dropout before the discriminator's logit.", minimum=0, below=1)
+    # VAE (model=vae): the generator_* fields configure the decoder, and
+    # g_learning_rate is the learning rate of encoder and decoder together.
+    encoder_kind: str = option(
+        "conv", "VAE encoder architecture (model=vae).", choices=factory.TRUNK_KINDS, identity=("vae",)
+    )
+    encoder_width: float = option(1.0, "VAE encoder width multiplier.", above=0, identity=("vae",))
+    encoder_depth: int | None = option(
+        None, "VAE encoder depth (default: the kind's own).", minimum=0, identity=("vae",)
+    )
+    likelihood: str = option(
+        "bernoulli",
+        "VAE reconstruction likelihood on [0, 1] pixels: bernoulli (cross-entropy) or gaussian (fixed sigma).",
+        choices=vae_losses.LIKELIHOODS, identity=("vae",),
+    )
+    gaussian_sigma: float = option(
+        0.1, "Fixed sigma of the gaussian likelihood, on [0, 1] pixels.", above=0, identity=("vae",)
+    )
+    beta: float = option(1.0, "Weight of the VAE's KL term (1: the ELBO).", minimum=0, identity=("vae",))
+    # Distillation (model=distill): the generator_* fields configure the student; z_dim and
+    # dataset are the teacher's. L = pixel_weight·pixel + adversarial_weight·L_GAN + feature_weight·features.
+    teacher: str | None = option(
+        None, "Run directory of the teacher (a finished gkd-train run).", identity=("distill",)
+    )
+    init_discriminator: bool = option(
+        False, "Start the student's discriminator from the teacher's.", identity=("distill",)
+    )
+    pixel_loss: str = option(
+        "l1", "Pixel mimicry loss.", choices=distill_losses.PIXEL_LOSSES, identity=("distill",)
+    )
+    pixel_weight: float = option(1.0, "Weight of pixel mimicry.", minimum=0, identity=("distill",))
+    adversarial_weight: float = option(
+        0.0, "λ: weight of the adversarial term (0: no GAN loss).", minimum=0, identity=("distill",)
+    )
+    feature_weight: float = option(
+        0.0, "Weight of discriminator-feature mimicry.", minimum=0, identity=("distill",)
+    )
+    posterior_fraction: float = option(
+        0.5, "VAE teachers: share of each batch with z from the teacher encoder's posterior on real images.",
+        minimum=0, maximum=1, identity=("distill",),
+    )
+    offline_pairs: int = option(
+        0,
+        "Offline distillation: write this many (z, teacher image) pairs first, then train from them alone "
+        "(0: query the teacher online).",
+        minimum=0, identity=("distill",),
+    )
+    # Optimisation.
+    loss: str = option("non_saturating", "GAN loss.", choices=gan_losses.LOSSES, identity=("gan", "distill"))
+    d_steps: int = option(1, "Discriminator updates per generator update.", minimum=1)
+    gp_weight: float = option(10.0, "Gradient-penalty weight (wasserstein loss).", minimum=0)
+    real_label: float = option(
+        1.0, "Target for real images (<1: one-sided label smoothing; sigmoid losses only).", above=0, maximum=1
+    )
+    ema_decay: float = option(
+        0.999, "Decay of the generator weight average that is saved; 0 disables.", minimum=0, below=1
+    )
+    # A generator learning rate 4x the discriminator's trains the quickstart teacher far
+    # better than equal rates (docs/results.md).
+    g_learning_rate: float = option(
+        8e-4, "Adam learning rate of the generator (gan), the whole VAE (vae) or the student (distill).", minimum=0
+    )
+    d_learning_rate: float = option(2e-4, "Discriminator Adam learning rate.", minimum=0)
+    lr_decay: str = option(
+        "none", "Learning-rate schedule: none (constant) or cosine (to 0 at --train_steps).", choices=LR_DECAYS
+    )
+    beta_1: float = option(0.5, "Adam beta_1.", minimum=0, maximum=1)
+    beta_2: float = option(0.999, "Adam beta_2.", minimum=0, maximum=1)
+    batch_size: int = option(64, "Global batch size (split across the replicas of --strategy).", minimum=1)
+    train_steps: int = option(3000, "Total generator (gan), VAE (vae) or student (distill) updates.", minimum=1)
+    seed: int = option(0, "Seed of weights, latents and data order.")
+    # Runtime.
+    strategy: str = option(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (this machine's GPUs), multi_worker (machines "
+        "listed in TF_CONFIG).",
+        choices=distribute.STRATEGIES,
+    )
+    jit_compile: bool = option(False, "Compile the train step with XLA.")
+    mixed_precision: str = option(
+        "off",
+        "Keras dtype policy: mixed_bfloat16 for CPUs with AMX/AVX512-BF16 and recent GPUs, "
+        "mixed_float16 (with loss scaling) for GPUs.",
+        choices=MIXED_PRECISION,
+    )
+    fast_layers: str = option(
+        "auto",
+        "Train with tf_gkd's faster layers (auto: fused batch normalisation; under mixed_bfloat16 without a GPU, "
+        "matrix-product kernel gradients of stride-2 convolutions) or Keras's own (off). Saved models always "
+        "hold Keras's own.",
+        choices=FAST_LAYERS,
+    )
+    steps_per_execution: int = option(1, "Train steps fused into one tf.function call.", minimum=1)
+    # Outputs.
+    log_every: int = option(100, "Steps between TensorBoard scalar writes.", minimum=1)
+    sample_every: int = option(500, "Steps between sample grids.", minimum=1)
+    checkpoint_every: int = option(500, "Steps between checkpoints.", minimum=1)
+    keep_checkpoints: int = option(3, "Checkpoints kept.", minimum=1)
+    num_samples: int = option(64, "Images in each sample grid.", minimum=1)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _check_field(field, getattr(self, field.name))
+
+        def require(ok, message, field=None):
+            if not ok:
+                raise ConfigError(message, field)
+
+        if self.model == "distill":
+            require(
+                bool(self.teacher), "Distillation needs a teacher: pass --teacher=RUN_DIR of a gkd-train run.",
+                "teacher",
+            )
+            require(
+                self.d_steps == 1,
+                f"Distillation takes one discriminator step per step. Received: d_steps={self.d_steps}",
+                "d_steps",
+            )
+            require(
+                self.offline_pairs == 0 or self.offline_pairs >= self.batch_size,
+                f"offline_pairs must be 0 (online) or at least one batch ({self.batch_size}). "
+                f"Received: offline_pairs={self.offline_pairs}",
+                "offline_pairs",
+            )
+        require(
+            self.real_label == 1.0 or self.loss in gan_losses.SIGMOID_LOSSES,
+            f"real_label < 1 (label smoothing) needs a sigmoid loss, one of {gan_losses.SIGMOID_LOSSES}. "
+            f"Received: loss={self.loss!r}, real_label={self.real_label}",
+            "real_label",
+        )
+        for name in ("train_steps", "log_every", "sample_every", "checkpoint_every"):
+            value = getattr(self, name)
+            require(
+                value % self.steps_per_execution == 0,
+                f"{name} must be a multiple of steps_per_execution={self.steps_per_execution} "
+                f"(steps run in fused groups of that size). Received: {name}={value}",
+                name,
+            )
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown config fields {unknown}; known fields: {sorted(known)}.")
+        return cls(**values)
+
+
+def _check_field(field, value):
+    """Raises ConfigError unless `value` is among the field's choices and within its bounds."""
+    name, metadata = field.name, field.metadata
+    if value is None:
+        return
+    choices = metadata["choices"]
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}. Received: {name}={value!r}", name)
+    bounds = describe_bounds(metadata)
+    if bounds is not None and not _within(value, metadata):
+        raise ConfigError(f"{name} must be {bounds}. Received: {name}={value}", name)
+
+
+def identity_fields(model):
+    """The names of the fields that define a run of `model`: a resumed run must agree on them."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if model in f.metadata["identity"])
+
+
+def write_or_check(config, workdir):
+    """Writes `config.json` into a new workdir, or checks a resumed run against it.
+
+    A resumed run may change how long or how it runs (steps, logging, speed
+    options) but not what it trains: that would silently mix two experiments.
+    """
+    path = os.path.join(workdir, rundir.CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        changed = [
+            f"{name}: {saved.get(name)!r} in the run, {getattr(config, name)!r} now"
+            for name in identity_fields(config.model)
+            if saved.get(name) != getattr(config, name)
+        ]
+        if changed:
+            raise ConfigError(
+                f"{workdir} holds a run with another configuration ({'; '.join(changed)}). "
+                "Use a new --workdir, or the run's own flags to resume it."
+            )
+    files.write_text(config.to_json() + "\n", path)
