@@ -189,3 +189,10 @@ def test_offline_pairs_reproduce_the_online_targets(tmp_path):
     np.testing.assert_allclose(images, np.asarray(teacher(z)), atol=1e-3)
     # The fixed sample grid of a run with the same seed is the start of the pairs.
     np.testing.assert_array_equal(z[:16], contract.latents(16, Z_DIM, seed=4))
+
+
+def test_checkpoint_keys_are_those_of_earlier_runs():
+    # Runs written by earlier revisions resume only if the checkpoint's object names stay the same.
+    pure = {"generator", "ema_generator", "g_optimizer", "seed"}
+    assert set(tiny_distiller().checkpoint_items()) == pure
+    assert set(tiny_distiller(adversarial_weight=0.1).checkpoint_items()) == pure | {"discriminator", "d_optimizer"}

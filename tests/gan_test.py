@@ -114,3 +114,9 @@ def test_runtime_options_train_and_keep_float32_outputs(options):
     assert np.isfinite(history.history["g_loss"][-1])
     assert images.dtype == np.float32 and np.all(np.abs(images) <= 1)
     assert int(model.step) == 4
+
+
+def test_checkpoint_keys_are_those_of_earlier_runs():
+    # Runs written by earlier revisions resume only if the checkpoint's object names stay the same.
+    keys = {"generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "seed"}
+    assert set(tiny_gan().checkpoint_items()) == keys

@@ -47,6 +47,7 @@ def main(argv):
 
 def run():
     flags.mark_flags_as_required(["workdir", "teacher"])
+    common.help_from(__name__)
     app.run(main)
 
 

@@ -25,6 +25,7 @@ def main(argv):
 
 def run():
     flags.mark_flag_as_required("workdir")
+    common.help_from(__name__)
     app.run(main)
 
 

@@ -63,8 +63,8 @@ class Evaluator:
       real_split: which split `real_images` are (written into every result).
       batch_size: images per forward pass of the generator and the classifier.
       precision_recall_k: k of the k-NN manifolds of precision and recall
-        (Kynkäänniemi et al. use 3); None leaves them out, saving ~13 s per
-        10,000 samples (and ~5 s once for 10,000 real images) on 2 CPU cores.
+        (Kynkäänniemi et al. use 3); None leaves them out, saving their k-NN
+        distances (seconds per 10,000 samples on 2 CPU cores).
     """
 
     def __init__(self, classifier, real_images, real_split="test", batch_size=500, precision_recall_k=None):

@@ -73,7 +73,7 @@ def kernel_distance(acts1, acts2, num_subsets=10, max_subset_size=1000, seed=0):
     `max_subset_size`) rows of each set, drawn without replacement by a
     generator seeded with `seed`, so the same inputs always give the same value
     (Bińkowski et al., 2018). The defaults cover 10,000 samples about once, as
-    TF-GAN's disjoint blocks of 1,000 do, at ~0.1 s per subset. Unbiased: it is
+    TF-GAN's disjoint blocks of 1,000 do. Unbiased: it is
     ≈ 0, possibly slightly negative, for two samples of one distribution.
 
     Returns:

@@ -134,11 +134,9 @@ def convert(saved_model_dir, variant, z_dim):
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Per-channel scales cost 12 bytes per output channel (a float32 scale and an int64 zero
-        # point, twice: weights and bias), 15% of a dense generator's int8 file; activation
-        # quantization dominates the int8 error, so per-tensor weights cost no accuracy. Dense
-        # layers: mean abs diff 0.0173 → 0.0179 on the dense teacher. All layers (the transposed
-        # convolutions too): 20x student 0.0218 → 0.0222, FID 22.16 → 22.15, 40,752 → 40,032
-        # bytes; conv teacher 0.0236 → 0.0236, FID 15.91 → 15.86.
+        # point, twice: weights and bias), a large share of a small generator's int8 file, while
+        # activation quantization dominates the int8 error: per-tensor weights cost no accuracy
+        # (docs/results.md#int8-weights-per-tensor).
         converter._experimental_disable_per_channel = True
     try:
         model = converter.convert()
@@ -155,7 +153,7 @@ def strip_unused(model):
 
     Removed: the tensor names (the converter names a tensor after every TensorFlow
     operation folded into it, e.g. `generator_1/up_7_bn_1/batchnorm/add_1;generator_1/up_7_1/
-    conv_transpose;...`: 2.5 KB, 6 % of the default student's int8 file), the model
+    conv_transpose;...`: kilobytes of a student's int8 file, docs/results.md), the model
     description ("MLIR Converted."), the subgraph name, and the empty quantization
     tables of float and int32 tensors. Interpreters address tensors by index or
     through the signature, so the files run as before, to the bit. Kept: the
