@@ -4,7 +4,7 @@
 
 For each convolution shape, times the kernel gradient dL/dW given the input x
 and the output gradient dL/dy: `tf.raw_ops.Conv2DBackpropFilter` against
-`tf_gkd.networks.layers.conv_weight_gradient`, both compiled with
+`tf_gkd.networks.fast.conv_weight_gradient`, both compiled with
 `tf.function`, in bfloat16 and float32. The shapes are the stride-2 layers of
 the default networks (a transposed convolution's kernel gradient is that of the
 convolution going the other way; the discriminator's runs on real and fake
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_gkd.networks import fast as gkd_layers  # noqa: E402
+from tf_gkd.networks import fast  # noqa: E402
 
 flags.DEFINE_integer("repeats", 5, "Timed repeats per variant (the best is reported).", lower_bound=1)
 flags.DEFINE_integer("iterations", 30, "Calls per timed repeat.", lower_bound=1)
@@ -75,9 +75,7 @@ def main(argv):
             padding="SAME",
         )
     )
-    matmul = tf.function(
-        lambda x, dy: gkd_layers.conv_weight_gradient(x, dy, (KERNEL, KERNEL), (STRIDE, STRIDE), "same")
-    )
+    matmul = tf.function(lambda x, dy: fast.conv_weight_gradient(x, dy, (KERNEL, KERNEL), (STRIDE, STRIDE), "same"))
     rng = np.random.default_rng(0)
     print(
         f"4x4 stride-2 'same' convolutions, kernel gradient, best of {FLAGS.repeats} x {FLAGS.iterations} calls, "
@@ -94,10 +92,8 @@ def main(argv):
             dy = tf.constant(rng.normal(size=(batch, size // STRIDE, size // STRIDE, filters)), dtype)
             a, b = best_ms(onednn, x, dy), best_ms(matmul, x, dy)
             row.append(f"{a:11.2f} {b:7.2f} {a / b:5.2f}x")
-        layer = gkd_layers.MatmulGradConv2D(filters, KERNEL, strides=STRIDE, padding="same")
-        uses = gkd_layers._matmul_gradient_applies(
-            layer, tf.zeros((1, size, size, channels), tf.bfloat16), channels, filters
-        )
+        layer = fast.MatmulGradConv2D(filters, KERNEL, strides=STRIDE, padding="same")
+        uses = fast._matmul_gradient_applies(layer, tf.zeros((1, size, size, channels), tf.bfloat16), channels, filters)
         print(
             f"{name:26s} {batch:4d} {size:3d}x{size:<2d} {channels:4d}->{filters:<4d} | {row[0]} | "
             f"{row[1].strip():>26s} | {'matmul' if uses else 'oneDNN'}",

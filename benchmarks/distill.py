@@ -24,8 +24,6 @@ import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 from absl import app, flags, logging  # noqa: E402
 
 from tf_gkd import rundir  # noqa: E402
-from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.losses import distill as distill_losses  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
@@ -77,16 +75,13 @@ def main(argv):
         args = ["--flagfile=flags/distill_20x.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]
         timed(name, run("distill", runs[name], *args, f"--adversarial_weight={lam}"))
 
-    raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
-    test_images, _ = datasets.load_numpy("fashion_mnist", "test", FLAGS.data_dir, raw_dir)
-    classifier = classifier_lib.load_or_train("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir, raw_dir)
-    evaluator = evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), "fashion_mnist test split")
+    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
     teacher = model_io.load_generator(teacher_dir)
     # The same seed and z_dim give every generator the same latents.
     teacher_images = evaluate.sample(teacher, FIDELITY_LATENTS, seed=1234, progress=False)
     for name, path in runs.items():
         generator = model_io.load_generator(path)
-        with open(os.path.join(path, "config.json")) as f:
+        with open(os.path.join(path, rundir.CONFIG_FILE)) as f:
             config = json.load(f)
         score = evaluator.evaluate(generator, FLAGS.num_samples)
         images = evaluate.sample(generator, FIDELITY_LATENTS, seed=1234, progress=False)
@@ -101,7 +96,8 @@ def main(argv):
     t = results["teacher"]
     print(
         f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
-        f"(test accuracy {classifier.info['test_accuracy']:.4f}); PSNR vs the teacher on {FIDELITY_LATENTS} latents"
+        f"(test accuracy {evaluator.classifier.info['test_accuracy']:.4f}); "
+        f"PSNR vs the teacher on {FIDELITY_LATENTS} latents"
     )
     print(
         f"{'model':22s} {'params':>8s} {'smaller':>8s} {'FID':>7s} {'FID/T':>6s} {'KID':>7s} {'CS':>6s} "

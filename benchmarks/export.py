@@ -23,8 +23,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.export import exporter  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
@@ -44,10 +42,7 @@ MAX_FID_INCREASE = 0.10
 
 def main(argv):
     del argv
-    raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
-    test_images, _ = datasets.load_numpy("fashion_mnist", "test", FLAGS.data_dir, raw_dir)
-    classifier = classifier_lib.load_or_train("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir, raw_dir)
-    evaluator = evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), "fashion_mnist test")
+    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
     student = exporter.export_generator(
         model_io.load_generator(FLAGS.generator),
         os.path.join(FLAGS.workdir, "student"),
@@ -104,7 +99,7 @@ def main(argv):
     print(
         f"\nStudent {FLAGS.generator} ({student['params']:,} params) vs teacher {FLAGS.teacher} "
         f"({teacher['params']:,} params). FID: {FLAGS.num_samples} samples vs the fashion_mnist test split, "
-        f"domain classifier features (test accuracy {classifier.info['test_accuracy']:.4f}); "
+        f"domain classifier features (test accuracy {evaluator.classifier.info['test_accuracy']:.4f}); "
         f"Keras student FID {keras_fid:.3f}. Latency: LiteRT, {exporter.LATENCY_THREADS} thread, ms per image."
     )
     print(

@@ -50,7 +50,7 @@ from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # noqa:
 
 from tf_gkd import contract  # noqa: E402
 from tf_gkd.evaluation import cost  # noqa: E402
-from tf_gkd.networks import fast as gkd_layers  # noqa: E402
+from tf_gkd.networks import fast  # noqa: E402
 
 flags.DEFINE_list("matmul_sizes", ["2048", "4096"], "Sizes n of the n×n matmuls that measure the peak.")
 flags.DEFINE_integer("matmul_repeats", 5, "Timed calls per matmul size, convolution pass and dtype (medians).")
@@ -85,7 +85,7 @@ def conv_flops_per_second(dtype):
     4×4 kernel, stride 2, 64 → 128 channels, 14×14 → 7×7: the forward pass and
     the input and weight gradients of the discriminator update's largest layer,
     the weight gradient both as TensorFlow's kernel and as tf_gkd's matrix
-    products (`tf_gkd.networks.layers.conv_weight_gradient`).
+    products (`tf_gkd.networks.fast.conv_weight_gradient`).
     """
     shape, kernel, out = [2 * FLAGS.batch_size, 14, 14, 64], [4, 4, 64, 128], [2 * FLAGS.batch_size, 7, 7, 128]
     x, w, dy = (tf.cast(tf.random.normal(s), dtype) for s in (shape, kernel, out))
@@ -95,7 +95,7 @@ def conv_flops_per_second(dtype):
         "input gradient": lambda: tf.compat.v1.nn.conv2d_backprop_input(shape, w, dy, strides, "SAME"),
         "weight gradient": lambda: tf.compat.v1.nn.conv2d_backprop_filter(x, kernel, dy, strides, "SAME"),
         # What tf_gkd's layer computes instead under mixed_bfloat16 (MatmulGradConv2D).
-        "weight gradient as matmuls": lambda: gkd_layers.conv_weight_gradient(x, dy, (4, 4), (2, 2), "same"),
+        "weight gradient as matmuls": lambda: fast.conv_weight_gradient(x, dy, (4, 4), (2, 2), "same"),
     }
     flops = 2 * math.prod(out[:3]) * math.prod(kernel)
     return {name: flops / median_seconds(compute) for name, compute in passes.items()}

@@ -27,7 +27,6 @@ from absl import app, flags, logging  # noqa: E402
 
 from tf_gkd import rundir  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
@@ -54,7 +53,7 @@ def train_teacher(name, flagfile):
 
 def train_keras_io(train_images, steps, batch_size):
     """The keras-io recipe on tf_gkd's default conv networks; returns the wall time."""
-    path = os.path.join(FLAGS.workdir, "keras_io", "generator.keras")
+    path = os.path.join(FLAGS.workdir, "keras_io", rundir.GENERATOR_FILE)
     if os.path.exists(path):
         return None
     keras.utils.set_random_seed(0)
@@ -67,7 +66,7 @@ def train_keras_io(train_images, steps, batch_size):
 
 
 def read_config(name):
-    with open(os.path.join(FLAGS.workdir, name, "config.json")) as f:
+    with open(os.path.join(FLAGS.workdir, name, rundir.CONFIG_FILE)) as f:
         return json.load(f)
 
 
@@ -90,8 +89,7 @@ def main(argv):
     if seconds is not None:
         results.setdefault("keras_io", {})["train_seconds"] = round(seconds, 1)
 
-    classifier = classifier_lib.load_or_train("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir, raw_dir)
-    evaluator = evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), "fashion_mnist test split")
+    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
     scores = {
         "real train images": evaluator.score_images(datasets.to_float(train_images[: FLAGS.num_samples]).numpy()),
         "untrained conv generator": evaluator.evaluate(factory.make_generator("conv"), FLAGS.num_samples),
@@ -106,7 +104,7 @@ def main(argv):
 
     print(
         f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
-        f"(test accuracy {classifier.info['test_accuracy']:.4f}); quickstart steps {quick['train_steps']}, "
+        f"(test accuracy {evaluator.classifier.info['test_accuracy']:.4f}); quickstart steps {quick['train_steps']}, "
         f"batch {quick['batch_size']}"
     )
     print(f"{'model':26s} {'FID':>8s} {'KID':>8s} {'class. score':>12s} {'params':>9s} {'train s':>8s}")

@@ -43,8 +43,7 @@ from absl import app, flags  # noqa: E402
 from tf_gkd.bin import common  # noqa: E402
 from tf_gkd.bin import train as train_bin  # noqa: E402, F401  (defines gkd-train's flags)
 from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.networks import factory  # noqa: E402
-from tf_gkd.networks import fast as gkd_layers  # noqa: E402
+from tf_gkd.networks import factory, fast  # noqa: E402
 from tf_gkd.runs import teacher as teacher_lib  # noqa: E402
 from tf_gkd.runs import train as runs  # noqa: E402
 
@@ -137,13 +136,13 @@ def without_matmul_gradients(model, images, labels):
     The layers decide when their train step is traced, so the step is traced
     (the warm-up) with the matrix products switched off.
     """
-    threshold = gkd_layers.MATMUL_GRADIENT_MIN_SIDE
-    gkd_layers.MATMUL_GRADIENT_MIN_SIDE = float("inf")
+    threshold = fast.MATMUL_GRADIENT_MIN_SIDE
+    fast.MATMUL_GRADIENT_MIN_SIDE = float("inf")
     try:
         net, dataset = tf_gkd(model, images, labels, "mixed_bfloat16")
         steps_per_second(net, dataset, 20)
     finally:
-        gkd_layers.MATMUL_GRADIENT_MIN_SIDE = threshold
+        fast.MATMUL_GRADIENT_MIN_SIDE = threshold
     return net, dataset
 
 
@@ -151,7 +150,7 @@ def variants(model, images, labels):
     """{name: builder of (model, dataset)} of `model`: the reference, tf_gkd in float32 and mixed_bfloat16.
 
     With --ablate_matmul_gradients also tf_gkd in mixed_bfloat16 without the
-    matrix-product kernel gradients (`gkd_layers.MatmulGradConv2D`).
+    matrix-product kernel gradients (`fast.MatmulGradConv2D`).
     """
     label = MODELS[model][1]
     builders = {

@@ -25,7 +25,6 @@ from absl import app, flags, logging  # noqa: E402
 
 from tf_gkd import rundir  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
-from tf_gkd.evaluation import classifier as classifier_lib  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
 
@@ -55,7 +54,7 @@ def main(argv):
     seconds = train_vae(workdir, RECIPES[recipe])
     if seconds is not None:
         results.setdefault(recipe, {})["train_seconds"] = round(seconds, 1)
-    with open(os.path.join(workdir, "config.json")) as f:
+    with open(os.path.join(workdir, rundir.CONFIG_FILE)) as f:
         config = json.load(f)
     with open(os.path.join(workdir, rundir.VAE_EVAL_FILE)) as f:
         held_out = json.load(f)
@@ -63,9 +62,8 @@ def main(argv):
     raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
     train_images, _ = datasets.load_numpy("fashion_mnist", "train", FLAGS.data_dir, raw_dir)
     test_images, _ = datasets.load_numpy("fashion_mnist", "test", FLAGS.data_dir, raw_dir)
-    classifier = classifier_lib.load_or_train("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir, raw_dir)
-    evaluator = evaluate.Evaluator(classifier, datasets.to_float(test_images).numpy(), "fashion_mnist test split")
-    decoder = model_io.load_generator(os.path.join(workdir, "decoder.keras"))
+    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
+    decoder = model_io.load_generator(os.path.join(workdir, rundir.DECODER_FILE))
     results.setdefault(recipe, {}).update(
         evaluator.evaluate(decoder, FLAGS.num_samples),
         **{key: held_out[key] for key in ("negative_elbo", "reconstruction", "kl")},
@@ -86,7 +84,7 @@ def main(argv):
     )
     print(
         f"{FLAGS.num_samples} samples vs the test split, domain classifier features "
-        f"(test accuracy {classifier.info['test_accuracy']:.4f}):"
+        f"(test accuracy {evaluator.classifier.info['test_accuracy']:.4f}):"
     )
     print(f"{'model':26s} {'FID':>8s} {'KID':>8s} {'class. score':>12s} {'params':>9s} {'train s':>8s}")
     for name in (recipe, "real train images"):

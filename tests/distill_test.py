@@ -196,3 +196,35 @@ def test_checkpoint_keys_are_those_of_earlier_runs():
     pure = {"generator", "ema_generator", "g_optimizer", "seed"}
     assert set(tiny_distiller().checkpoint_items()) == pure
     assert set(tiny_distiller(adversarial_weight=0.1).checkpoint_items()) == pure | {"discriminator", "d_optimizer"}
+
+
+def test_scheduled_weights_follow_the_run_and_are_logged():
+    model = tiny_distiller(
+        adversarial_weight=0.4,
+        pixel_weight=2.0,
+        pixel_weight_schedule="ramp_down:0:1",
+        adversarial_weight_schedule="ramp_up:0:1",
+        total_steps=4,
+    )
+    for step in range(4):  # Progress step/4 at each update.
+        logs = {k: v[0] for k, v in fit(model, 1).history.items()}
+        assert logs["pixel_weight"] == pytest.approx(2.0 * (1 - step / 4))
+        assert logs["adversarial_weight"] == pytest.approx(0.4 * step / 4)
+        total = logs["pixel_weight"] * logs["pixel"] + logs["adversarial_weight"] * logs["adversarial"]
+        assert logs["loss"] == pytest.approx(total, rel=1e-5)
+
+
+def test_constant_weights_log_no_schedule():
+    logs = fit(tiny_distiller(adversarial_weight=0.4, total_steps=4), 1).history
+    assert "pixel_weight" not in logs and "adversarial_weight" not in logs
+
+
+def test_schedules_need_the_run_length():
+    with pytest.raises(ValueError, match="schedules need the run's total_steps"):
+        tiny_distiller(pixel_weight_schedule="ramp_down:0.5:1")
+
+
+def test_r1_penalty_trains_the_discriminator():
+    plain, r1 = tiny_distiller(adversarial_weight=0.1), tiny_distiller(adversarial_weight=0.1, r1_weight=10.0)
+    d_plain, d_r1 = fit(plain, 1).history["d_loss"][0], fit(r1, 1).history["d_loss"][0]
+    assert np.isfinite(d_r1) and d_r1 > d_plain  # Same weights and batch: the penalty adds to the loss.

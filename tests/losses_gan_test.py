@@ -88,3 +88,16 @@ def test_gradient_penalty_has_finite_gradient_where_critic_is_flat():
 def test_unknown_loss_names_choices():
     with pytest.raises(ValueError, match="hinge"):
         losses.get("least_squares")
+
+
+def test_r1_penalty_of_linear_critic():
+    # critic(x) = sum(w * x) has gradient w at every image: R1 = ‖w‖² = 4 · 1.5².
+    w = tf.fill((1, 2, 2, 1), 1.5)
+    critic = lambda x, training=True: tf.reduce_sum(x * w, axis=[1, 2, 3])  # noqa: E731
+    assert float(losses.r1_penalty(critic, tf.ones((3, 2, 2, 1)))) == pytest.approx(4 * 1.5**2, rel=1e-6)
+
+
+def test_label_smoothing_is_refused_by_the_losses_without_labels():
+    for name in ("hinge", "wasserstein"):
+        with pytest.raises(ValueError, match=f"The {name} loss has no real-image target"):
+            losses.get(name)[1](REAL, FAKE, real_label=0.9)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from tf_gkd import rundir
+from tf_gkd import files, rundir
 
 TEACHER_DIR = "teacher"
 STUDENTS_DIR = "students"
@@ -79,8 +79,7 @@ class Stage:
     def write_stamp(self):
         """Records the arguments of a successful run (nothing for a training stage)."""
         if self.stamp is not None:
-            with open(self.stamp, "w") as f:
-                f.write(self._stamp_text())
+            files.write_text(self._stamp_text(), self.stamp)
 
     def describe_outputs(self):
         if self.run_dir is not None:

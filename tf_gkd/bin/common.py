@@ -1,4 +1,4 @@
-"""What the binaries share: the training options' flags (generated from `TrainConfig`), data flags, the evaluator.
+"""What the binaries share: the training options' flags (generated from `TrainConfig`), data flags, training.
 
 The training options are not declared here by hand: `define_config_flags`
 makes one absl flag per `TrainConfig` field, with the field's type, default,
@@ -12,8 +12,6 @@ import sys
 from absl import app, flags, logging
 
 from tf_gkd.data import datasets
-from tf_gkd.evaluation import classifier as classifier_lib
-from tf_gkd.evaluation import evaluate
 from tf_gkd.networks import io as model_io
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import teacher as teacher_lib
@@ -78,33 +76,13 @@ def train(config, workdir):
     logging.info("Done: %s", workdir)
 
 
-def define_data_flags(flag_values=flags.FLAGS):
-    """--dataset, --data_dir, --raw_data_dir and --download, as the training binaries have them."""
+def define_data_flags(dataset_use, flag_values=flags.FLAGS):
+    """--dataset, --data_dir, --raw_data_dir and --download, as the training binaries have them.
+
+    `dataset_use` says what the binary does with the dataset; it is added to --dataset's help.
+    """
     define_config_flags(flag_values, DATA_FIELDS)
-
-
-def define_classifier_dir_flag(flag_values=flags.FLAGS):
-    """--classifier_dir."""
-    flags.DEFINE_string(
-        "classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.", flag_values=flag_values
-    )
-
-
-def load_evaluator(precision_recall_k=None, batch_size=500):
-    """The evaluator of --dataset's test split and --classifier_dir's classifier; exits 1 if either is unavailable."""
-    try:
-        return evaluate.load_evaluator(
-            flags.FLAGS.dataset,
-            flags.FLAGS.classifier_dir,
-            flags.FLAGS.data_dir,
-            flags.FLAGS.raw_data_dir,
-            flags.FLAGS.download,
-            batch_size=batch_size,
-            precision_recall_k=precision_recall_k,
-        )
-    except (datasets.DataError, classifier_lib.ClassifierError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    flag_values["dataset"].help += f" {dataset_use}"
 
 
 def help_from(module_name):

@@ -30,7 +30,7 @@ import sys
 from absl import app, flags, logging
 
 from tf_gkd import files, rundir
-from tf_gkd.bin import common
+from tf_gkd.bin import common, evaluator_flags
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import compare, evaluate, report
 from tf_gkd.networks import io as model_io
@@ -53,8 +53,8 @@ flags.DEFINE_string(
     None,
     "Write the comparison report here: metrics.json, report.md, PNG figures and TensorBoard events (tb/).",
 )
-common.define_data_flags()  # The reference is --dataset's test split.
-common.define_classifier_dir_flag()
+common.define_data_flags("Its test split is the reference.")
+evaluator_flags.define_classifier_dir_flag()
 # FID's covariance and KID's unbiased estimate need two samples at least.
 flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored per generator and seed.", lower_bound=2)
 flags.DEFINE_integer("batch_size", 500, "Images per forward pass of the generator and the classifier.", lower_bound=1)
@@ -96,7 +96,7 @@ def _score_one(path, seed):
     except model_io.GeneratorLoadError as e:
         logging.error("%s", e)
         sys.exit(1)
-    evaluator = common.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size)
+    evaluator = evaluator_flags.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size)
     try:
         scores = evaluator.evaluate(generator, FLAGS.num_samples, seed)
     except evaluate.NonFiniteSamplesError as e:
@@ -136,7 +136,7 @@ def _compare(specs, seeds):
     comparison = compare.compare(
         entries,
         teacher,
-        common.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size),
+        evaluator_flags.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size),
         seeds=seeds,
         num_samples=FLAGS.num_samples,
         latency_batch_sizes=common.int_list("latency_batch_sizes", 1),

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_gkd.bin import common
+from tf_gkd.bin import common, evaluator_flags
 from tf_gkd.evaluation import evaluate
 from tf_gkd.export import exporter, runtime, tflite
 from tf_gkd.networks import io as model_io
@@ -31,8 +31,8 @@ flags.DEFINE_list(
     "variants", list(tflite.VARIANTS), f"Comma-separated TFLite variants to write, of {','.join(tflite.VARIANTS)}."
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
-common.define_data_flags()  # The FID reference is --dataset's test split.
-common.define_classifier_dir_flag()
+common.define_data_flags("Its test split is the FID reference.")
+evaluator_flags.define_classifier_dir_flag()
 flags.DEFINE_integer("num_samples", 10_000, "Generated samples scored for each FID.", lower_bound=2)
 flags.DEFINE_integer("seed", 0, "Seed of the FID latents: the same seed gives every model the same z.")
 FLAGS = flags.FLAGS
@@ -56,7 +56,7 @@ def main(argv):
     try:
         exporter.check_destination(export_dir, FLAGS.overwrite)  # First: a refusal costs nothing.
         generator = model_io.load_generator(FLAGS.generator)
-        evaluator = None if FLAGS.skip_fid else common.load_evaluator()
+        evaluator = None if FLAGS.skip_fid else evaluator_flags.load_evaluator()
         report = exporter.export_generator(
             generator, export_dir, FLAGS.name, variants, FLAGS.overwrite, evaluator, FLAGS.num_samples, FLAGS.seed
         )

@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 
 from tf_gkd import pipeline
-from tf_gkd.bin import common
+from tf_gkd.bin import common, evaluator_flags
 
 flags.DEFINE_string("workdir", None, "Directory of the pipeline: one subdirectory per stage.")
 flags.DEFINE_string("teacher_flagfile", "flags/gan_quickstart.cfg", "gkd-train flagfile of the teacher.")
@@ -45,8 +45,8 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_multi_string("evaluate_args", [], "A gkd-evaluate flag (repeatable), e.g. --evaluate_args=--seeds=0,1,2.")
 flags.DEFINE_multi_string("export_args", [], "A gkd-export flag (repeatable), e.g. --export_args=--skip_fid.")
-common.define_data_flags()  # Every stage's (overriding the stage flagfiles').
-common.define_classifier_dir_flag()
+common.define_data_flags("The dataset of every stage (overriding the stage flagfiles').")
+evaluator_flags.define_classifier_dir_flag()
 flags.DEFINE_boolean("dry_run", False, "Print the stages, their outputs and whether each is done; run nothing.")
 FLAGS = flags.FLAGS
 

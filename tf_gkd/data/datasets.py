@@ -21,7 +21,6 @@ from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
 from tf_gkd.data import idx
 
-NUM_CLASSES = 10
 PREFETCH_BATCHES = 2  # Batches the training pipelines prepare ahead of the train step.
 
 # Registered tfds builder for each supported dataset, and where its raw files

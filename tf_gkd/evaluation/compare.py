@@ -29,7 +29,6 @@ from tf_gkd import rundir
 from tf_gkd.evaluation import cost, evaluate, metrics
 from tf_gkd.networks import io as model_io
 
-ROLES = ("teacher", "student", "baseline", "generator")
 QUALITY = ("fid", "kid", "classifier_score", "precision", "recall")
 FIDELITY = ("psnr", "ssim")
 UNITS = {

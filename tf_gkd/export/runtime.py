@@ -1,7 +1,8 @@
 """Running an exported `.tflite` generator with LiteRT alone: what an app would copy.
 
-This module imports NumPy and `ai_edge_litert` only — never TensorFlow — so
-that it runs where an app runs (`gkd-sample` is built on it). A generator file
+This module imports NumPy, `ai_edge_litert` and `tf_gkd.contract` (NumPy only:
+the image shape and the latents of a seed) — never TensorFlow — so that it runs
+where an app runs (`gkd-sample` is built on it; an app copies both files). A generator file
 maps z `float32 [N, z_dim]` to images `float32 [N, 28, 28, 1]` in [-1, 1];
 every variant written by gkd-export, full-integer included, keeps float input
 and output. LiteRT checks that a file is a valid TFLite flatbuffer; a file

@@ -27,23 +27,26 @@ class Adversary:
       gp_weight: weight of the gradient penalty (`wasserstein` only).
       real_label: target for real images (< 1: one-sided label smoothing; the
         sigmoid losses only).
+      r1_weight: γ of the R1 penalty, (γ/2)·E‖∇D(x)‖² on real images; 0 leaves it out.
     """
 
-    def __init__(self, discriminator, seed_generator, loss="non_saturating", gp_weight=10.0, real_label=1.0):
+    def __init__(
+        self, discriminator, seed_generator, loss="non_saturating", gp_weight=10.0, real_label=1.0, r1_weight=0.0
+    ):
+        if r1_weight < 0:
+            raise ValueError(f"r1_weight must be >= 0. Received: r1_weight={r1_weight}")
         self.discriminator = discriminator
         self.seed_generator = seed_generator
         self.loss = loss
         self.generator_loss, self._discriminator_loss = gan_losses.get(loss)
         self.gp_weight = gp_weight
         self.real_label = real_label
+        self.r1_weight = r1_weight
         self.optimizer = None
-        self._critic = None
+        self._critic = None  # A view of the discriminator (no weights of its own) for feature losses.
         if factory.FEATURES_LAYER in [layer.name for layer in discriminator.layers]:
-            # One pass gives the features (for feature mimicry) and the logits (for the adversarial term).
-            self._critic = keras.Model(
-                discriminator.inputs,
-                [discriminator.get_layer(factory.FEATURES_LAYER).output, discriminator.outputs[0]],
-            )
+            features = discriminator.get_layer(factory.FEATURES_LAYER).output
+            self._critic = keras.Model(discriminator.inputs, [features, discriminator.outputs[0]])
         self.loss_tracker = keras.metrics.Mean(name="d_loss")
         self.real_tracker = keras.metrics.Mean(name="d_real")
         self.fake_tracker = keras.metrics.Mean(name="d_fake")
@@ -61,6 +64,8 @@ class Adversary:
         if self.loss == "wasserstein":
             alpha = distribute.uniform((tf.shape(real)[0], 1, 1, 1), self.seed_generator)
             loss += self.gp_weight * gan_losses.gradient_penalty(self.discriminator, real, fake, alpha)
+        if self.r1_weight > 0:
+            loss += 0.5 * self.r1_weight * gan_losses.r1_penalty(self.discriminator, real)
         return loss, real_logits, fake_logits
 
     def train_step(self, real, fake):

@@ -3,10 +3,12 @@
 For each batch the student and the teacher see the same latents z; the
 student's loss is
 
-    L = w_pixel · |S(z) - T(z)|  +  λ · L_GAN(D(S(z)))  +  w_feature · ‖f(S(z)) - f(T(z))‖²
+    L = w_pixel(t) · |S(z) - T(z)|  +  λ(t) · L_GAN(D(S(z)))  +  w_feature · ‖f(S(z)) - f(T(z))‖²
 
 where D is the discriminator of an adversary trained against real images (as
-in a GAN) and f its `features` layer. λ = 0 and w_feature = 0 give pure
+in a GAN) and f its `features` layer. The pixel weight and λ may follow
+schedules over the run (`tf_gkd.losses.schedules`: e.g. mimicry first, then
+the adversarial term ramping up while the pixel weight decays). λ = 0 and w_feature = 0 give pure
 mimicry, with no adversary at all. Targets come from the teacher on the fly
 (online) or from a file of (z, T(z)) pairs written beforehand (offline: the
 teacher is not needed while the student trains; see `tf_gkd.data.pairs`).
@@ -22,6 +24,7 @@ import tensorflow as tf
 
 from tf_gkd import distribute
 from tf_gkd.losses import distill as distill_losses
+from tf_gkd.losses import schedules
 from tf_gkd.models import ema
 from tf_gkd.models.adversary import Adversary
 
@@ -42,8 +45,14 @@ class GeneratorDistiller(keras.Model):
       pixel_loss: one of `tf_gkd.losses.distill.PIXEL_LOSSES`.
       pixel_weight, adversarial_weight, feature_weight: the loss weights (λ is
         `adversarial_weight`).
+      pixel_weight_schedule, adversarial_weight_schedule: schedules (spec
+        strings of `tf_gkd.losses.schedules`) of the first two weights over
+        `total_steps` student updates.
+      total_steps: the run's length in steps, which the schedules' progress is
+        a share of (needed by any schedule other than `constant`).
       posterior_fraction: share of each batch with posterior latents (VAE teachers).
-      loss, real_label: the adversary's GAN loss and real-image target.
+      loss, gp_weight, real_label, r1_weight: the adversary's GAN loss, its
+        gradient-penalty weight (wasserstein), real-image target and R1 penalty weight.
       ema_decay: decay of the weight average `ema_student`, the student that
         is sampled and saved (as for `tf_gkd.models.gan.GAN`).
       seed: seed of the model's `SeedGenerator` (z and the adversary's noise).
@@ -66,9 +75,14 @@ class GeneratorDistiller(keras.Model):
         adversarial_weight=0.0,
         feature_weight=0.0,
         posterior_fraction=0.5,
+        pixel_weight_schedule="constant",
+        adversarial_weight_schedule="constant",
+        total_steps=None,
         loss="non_saturating",
+        gp_weight=10.0,
         ema_decay=0.999,
         real_label=1.0,
+        r1_weight=0.0,
         seed=None,
         **kwargs,
     ):
@@ -90,6 +104,12 @@ class GeneratorDistiller(keras.Model):
             raise ValueError(f"posterior_fraction must be in [0, 1]. Received: {posterior_fraction}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1). Received: ema_decay={ema_decay}")
+        self.pixel_schedule = schedules.parse(pixel_weight_schedule)
+        self.adversarial_schedule = schedules.parse(adversarial_weight_schedule)
+        scheduled = self.pixel_schedule.kind != "constant" or self.adversarial_schedule.kind != "constant"
+        if scheduled and not (total_steps and total_steps > 0):
+            raise ValueError(f"Loss-weight schedules need the run's total_steps. Received: total_steps={total_steps}")
+        self.total_steps = total_steps
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
@@ -101,7 +121,14 @@ class GeneratorDistiller(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.adversary = None
         if discriminator is not None:
-            self.adversary = Adversary(discriminator, self.seed_generator, loss=loss, real_label=real_label)
+            self.adversary = Adversary(
+                discriminator,
+                self.seed_generator,
+                loss=loss,
+                gp_weight=gp_weight,
+                real_label=real_label,
+                r1_weight=r1_weight,
+            )
         self.ema_decay = ema_decay
         self.ema_student = ema.averaged_copy(student)
         self.pixel_loss_fn = distill_losses.pixel_loss(pixel_loss)
@@ -114,6 +141,13 @@ class GeneratorDistiller(keras.Model):
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
         self.adversarial_tracker = keras.metrics.Mean(name="adversarial")
         self.feature_tracker = keras.metrics.Mean(name="feature")
+        # The scheduled weights, logged when they change over the run.
+        self.weight_trackers = []
+        if scheduled:
+            self.weight_trackers = [
+                keras.metrics.Mean(name="pixel_weight"),
+                keras.metrics.Mean(name="adversarial_weight"),
+            ]
         # Its networks are built; under a tf.distribute strategy Keras would otherwise
         # try to build this wrapper by calling it, and it has no `call`.
         self.built = True
@@ -129,7 +163,7 @@ class GeneratorDistiller(keras.Model):
         metrics = [self.loss_tracker, self.pixel_tracker, self.psnr_tracker]
         if self.adversary is not None:
             metrics += [self.adversarial_tracker, self.feature_tracker, *self.adversary.metrics]
-        return metrics
+        return metrics + self.weight_trackers
 
     @property
     def uses_real_images(self):
@@ -165,16 +199,27 @@ class GeneratorDistiller(keras.Model):
         adversarial = self.adversary.generator_loss(tf.split(logits, 2)[0])
         return adversarial, distill_losses.feature_loss(fake_features, target_features)
 
+    def _weights(self):
+        """(pixel weight, λ) at this step: the base weights times their schedules' factors."""
+        if self.total_steps is None:
+            return self.pixel_weight, self.adversarial_weight
+        progress = tf.cast(self.optimizer.iterations, tf.float32) / float(self.total_steps)
+        return (
+            self.pixel_weight * self.pixel_schedule(progress),
+            self.adversarial_weight * self.adversarial_schedule(progress),
+        )
+
     def train_step(self, data):
         z, target = self._targets(data)
         with tf.GradientTape() as tape:
             fake = self.student(z, training=True)
         if self.adversary is not None:
             d_terms = self.adversary.train_step(data["real"], fake)
+        pixel_weight, adversarial_weight = self._weights()
         with tape:
             pixel = self.pixel_loss_fn(fake, target)
             adversarial, feature = self._adversary_terms(fake, target)
-            loss = self.pixel_weight * pixel + self.adversarial_weight * adversarial + self.feature_weight * feature
+            loss = pixel_weight * pixel + adversarial_weight * adversarial + self.feature_weight * feature
         distribute.minimize(self.optimizer, tape, loss, self.student.trainable_weights)
         ema.update_ema(self.ema_student, self.student, self.ema_decay, self.optimizer.iterations)
 
@@ -185,6 +230,8 @@ class GeneratorDistiller(keras.Model):
             self.adversarial_tracker.update_state(adversarial)
             self.feature_tracker.update_state(feature)
             self.adversary.update_metrics(*d_terms)
+        for tracker, weight in zip(self.weight_trackers, (pixel_weight, adversarial_weight)):
+            tracker.update_state(weight)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):

@@ -23,6 +23,7 @@ class GAN(keras.Model):
         (averaging smooths out the oscillation of GAN training; 0 disables it).
       real_label: target for real images in the sigmoid losses (<1 is one-sided
         label smoothing).
+      r1_weight: γ of the discriminator's R1 penalty (0: none).
       seed: seed of the model's `SeedGenerator` (z and interpolation weights).
     """
 
@@ -35,6 +36,7 @@ class GAN(keras.Model):
         gp_weight=10.0,
         ema_decay=0.999,
         real_label=1.0,
+        r1_weight=0.0,
         seed=None,
         **kwargs,
     ):
@@ -46,7 +48,12 @@ class GAN(keras.Model):
         self.generator = generator
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.adversary = Adversary(
-            discriminator, self.seed_generator, loss=loss, gp_weight=gp_weight, real_label=real_label
+            discriminator,
+            self.seed_generator,
+            loss=loss,
+            gp_weight=gp_weight,
+            real_label=real_label,
+            r1_weight=r1_weight,
         )
         self.d_steps = d_steps
         self.ema_decay = ema_decay

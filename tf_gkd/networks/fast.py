@@ -274,5 +274,8 @@ def _swap(model, mapping):
     except ValueError:  # A subclassed model: only its own code can rebuild it.
         return model
     copy.set_weights(model.get_weights())
+    for layer, copied in zip(model.layers, copy.layers):  # Random layers (dropout) keep their noise sequence.
+        if hasattr(layer, "seed_generator"):
+            copied.seed_generator.state.assign(layer.seed_generator.state)
     copy.trainable = model.trainable
     return copy

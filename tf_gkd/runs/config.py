@@ -3,7 +3,7 @@
 `TrainConfig` is a frozen dataclass whose fields are declared with `option`,
 which records the option's help, its choices or bounds, and whether it is
 part of what a run trains (its identity). The binaries generate their absl
-flags from these fields (`tf_gkd.bin.config_flags`), and `TrainConfig` checks
+flags from these fields (`tf_gkd.bin.common.define_config_flags`), and `TrainConfig` checks
 every value once, when it is built: one source of truth for each option.
 The resolved configuration is saved as `config.json` in the run directory.
 """
@@ -17,6 +17,7 @@ from tf_gkd import distribute, files, rundir
 from tf_gkd.data import datasets
 from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import gan as gan_losses
+from tf_gkd.losses import schedules
 from tf_gkd.losses import vae as vae_losses
 from tf_gkd.networks import factory
 
@@ -37,7 +38,9 @@ class ConfigError(ValueError):
         self.field = field
 
 
-def option(default, help, *, choices=None, minimum=None, above=None, maximum=None, below=None, identity=()):
+def option(
+    default, help, *, choices=None, minimum=None, above=None, maximum=None, below=None, check=None, identity=()
+):
     """A `TrainConfig` field: its default, its help, and what values it takes.
 
     Args:
@@ -46,6 +49,8 @@ def option(default, help, *, choices=None, minimum=None, above=None, maximum=Non
       choices: the allowed values of a string option.
       minimum, above, maximum, below: bounds of a number option (`minimum` ≤ x,
         `above` < x, x ≤ `maximum`, x < `below`); None values always pass.
+      check: a function of the value that raises ValueError, saying why, when
+        the value is not valid (for values with a syntax of their own).
       identity: the models (of `MODELS`) whose runs this option defines: a run
         resumed with another value would mix two experiments, so it is refused.
         Empty: the option says how the run runs, and may change on resume.
@@ -53,7 +58,7 @@ def option(default, help, *, choices=None, minimum=None, above=None, maximum=Non
     return dataclasses.field(
         default=default,
         metadata=dict(
-            help=help, choices=choices, minimum=minimum, above=above, maximum=maximum, below=below,
+            help=help, choices=choices, minimum=minimum, above=above, maximum=maximum, below=below, check=check,
             identity=tuple(identity),
         ),
     )
@@ -167,6 +172,17 @@ class TrainConfig:
     feature_weight: float = option(
         0.0, "Weight of discriminator-feature mimicry.", minimum=0, identity=("distill",)
     )
+    pixel_weight_schedule: str = option(
+        "constant",
+        "Schedule of the pixel weight over the run: constant, ramp_up:A:B or ramp_down:A:B (A, B: shares of "
+        "--train_steps; e.g. ramp_down:0.5:1 decays it to 0 over the second half).",
+        check=schedules.parse, identity=("distill",),
+    )
+    adversarial_weight_schedule: str = option(
+        "constant",
+        "Schedule of λ over the run, as --pixel_weight_schedule (e.g. ramp_up:0.25:0.5).",
+        check=schedules.parse, identity=("distill",),
+    )
     posterior_fraction: float = option(
         0.5, "VAE teachers: share of each batch with z from the teacher encoder's posterior on real images.",
         minimum=0, maximum=1, identity=("distill",),
@@ -181,6 +197,10 @@ class TrainConfig:
     loss: str = option("non_saturating", "GAN loss.", choices=gan_losses.LOSSES, identity=("gan", "distill"))
     d_steps: int = option(1, "Discriminator updates per generator update.", minimum=1)
     gp_weight: float = option(10.0, "Gradient-penalty weight (wasserstein loss).", minimum=0)
+    r1_weight: float = option(
+        0.0, "γ of the discriminator's R1 penalty (γ/2)·E‖∇D(x)‖² on real images (0: none).", minimum=0,
+        identity=("gan", "distill"),
+    )
     real_label: float = option(
         1.0, "Target for real images (<1: one-sided label smoothing; sigmoid losses only).", above=0, maximum=1
     )
@@ -272,14 +292,6 @@ class TrainConfig:
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"Unknown config fields {unknown}; known fields: {sorted(known)}.")
-        return cls(**values)
-
 
 def _check_field(field, value):
     """Raises ConfigError unless `value` is among the field's choices and within its bounds."""
@@ -292,6 +304,11 @@ def _check_field(field, value):
     bounds = describe_bounds(metadata)
     if bounds is not None and not _within(value, metadata):
         raise ConfigError(f"{name} must be {bounds}. Received: {name}={value}", name)
+    if metadata["check"] is not None:
+        try:
+            metadata["check"](value)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}", name) from None
 
 
 def identity_fields(model):
@@ -304,15 +321,18 @@ def write_or_check(config, workdir):
 
     A resumed run may change how long or how it runs (steps, logging, speed
     options) but not what it trains: that would silently mix two experiments.
+    An option that a run's `config.json` lacks was added since: the run was
+    made with its default.
     """
     path = os.path.join(workdir, rundir.CONFIG_FILE)
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         changed = [
-            f"{name}: {saved.get(name)!r} in the run, {getattr(config, name)!r} now"
+            f"{name}: {saved.get(name, defaults[name])!r} in the run, {getattr(config, name)!r} now"
             for name in identity_fields(config.model)
-            if saved.get(name) != getattr(config, name)
+            if saved.get(name, defaults[name]) != getattr(config, name)
         ]
         if changed:
             raise ConfigError(

@@ -84,6 +84,7 @@ def build_gan(config):
         gp_weight=config.gp_weight,
         ema_decay=config.ema_decay,
         real_label=config.real_label,
+        r1_weight=config.r1_weight,
         seed=config.seed,
     )
     model.compile(
@@ -142,6 +143,9 @@ def _train(config, workdir):
     if config.model == "distill":
         # The student takes the teacher's z; checked before anything is written.
         teacher = teacher_lib.load_teacher(config.teacher, config.dataset)
+        # The teacher runs on every step (and writes the offline pairs): in its fast version too.
+        generator, encoder = for_training(config, teacher.generator, teacher.encoder)
+        teacher = dataclasses.replace(teacher, generator=generator, encoder=encoder)
         if config.init_discriminator and teacher.discriminator_path is None:
             raise teacher_lib.TeacherError(
                 f"Teacher {teacher.run_dir} has no {rundir.DISCRIMINATOR_FILE} to start from "
@@ -232,7 +236,7 @@ def build_distiller(config, teacher):
                 config.discriminator_depth,
                 dropout=config.discriminator_dropout,
             )
-    # The teacher runs on every step too: it gets the fast layers as well.
+    # Already fast networks (a teacher loaded by `train`) are left as they are.
     student, discriminator, teacher_generator, teacher_encoder = for_training(
         config, student, discriminator, teacher.generator, teacher.encoder
     )
@@ -246,9 +250,14 @@ def build_distiller(config, teacher):
         adversarial_weight=config.adversarial_weight,
         feature_weight=config.feature_weight,
         posterior_fraction=config.posterior_fraction,
+        pixel_weight_schedule=config.pixel_weight_schedule,
+        adversarial_weight_schedule=config.adversarial_weight_schedule,
+        total_steps=config.train_steps,
         loss=config.loss,
+        gp_weight=config.gp_weight,
         ema_decay=config.ema_decay,
         real_label=config.real_label,
+        r1_weight=config.r1_weight,
         seed=config.seed,
     )
     model.compile(
