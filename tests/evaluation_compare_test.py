@@ -242,9 +242,45 @@ def test_tensorboard_gets_the_scalars_and_figures(written):
     }
     tags = set()
     for path in os.listdir(logdir):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, path)):
-            tags.update(v.tag for v in event.summary.value)
+        if os.path.isfile(os.path.join(logdir, path)):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, path)):
+                tags.update(v.tag for v in event.summary.value)
     assert {"samples", "pareto_size", "pareto_latency", "training_curves"} <= tags
+
+
+def events(directory):
+    """{tag: (plugin name, value)} of the summaries in the event files of `directory`."""
+    found = {}
+    for path in os.listdir(directory):
+        if os.path.isfile(os.path.join(directory, path)):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, path)):
+                for v in event.summary.value:
+                    found[v.tag] = (v.metadata.plugin_data.plugin_name, tf.make_ndarray(v.tensor))
+    return found
+
+
+def test_tensorboard_hparams_hold_each_entrys_recipe_and_scores(written):
+    _, result, output_dir = written
+    logdir = output_dir / report.TENSORBOARD_DIR / report.HPARAMS_DIR
+    assert events(logdir)["_hparams_/experiment"][0] == "hparams"
+    for entry in result["entries"]:
+        trial = events(logdir / entry["name"])
+        assert trial["_hparams_/session_start_info"][0] == "hparams"
+        assert float(trial["quality/fid"][1]) == pytest.approx(entry["quality"]["fid"]["mean"])
+        assert float(trial["cost/params"][1]) == entry["cost"]["params"]["value"]
+
+
+def test_hparams_are_the_role_and_the_options_that_differ():
+    entries = [
+        {"name": "a", "role": "teacher", "config": {"model": "gan", "seed": 0, "generator_depth": None}},
+        {"name": "b", "role": "student", "config": {"model": "distill", "seed": 0, "generator_depth": 2}},
+        {"name": "c", "role": "generator", "config": None},
+    ]
+    assert report.hparams_of(entries) == {
+        "a": {"role": "teacher", "model": "gan", "seed": 0, "generator_depth": "null"},
+        "b": {"role": "student", "model": "distill", "seed": 0, "generator_depth": 2},
+        "c": {"role": "generator", "model": "null", "seed": "null", "generator_depth": "null"},
+    }
 
 
 def test_the_pareto_front_keeps_the_undominated_points():

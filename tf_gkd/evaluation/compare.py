@@ -57,7 +57,8 @@ class Entry:
     by run, for an entry of several training runs); `cost` holds `params`,
     `macs`, `keras_bytes` and `keras_latency_ms_per_image` ({`batch_<b>`: ms})
     of its first run; `tflite` is read from its gkd-export directory, if any.
-    `runs` lists the paths of the training runs merged into it (`merge_runs`).
+    `runs` lists the paths of the training runs merged into it (`merge_runs`);
+    `config` is its run's `config.json` (None for a bare generator file).
     `error` is set when it could not be loaded or scored.
     """
 
@@ -77,6 +78,7 @@ class Entry:
     grid: np.ndarray | None = None
     curves: dict = dataclasses.field(default_factory=dict)
     runs: list = dataclasses.field(default_factory=list)
+    config: dict | None = None
 
     @property
     def ok(self):
@@ -143,7 +145,8 @@ def load_entry(name, path, role=None):
         config_path = os.path.join(entry.run_dir, rundir.CONFIG_FILE)
         try:
             with open(config_path) as f:
-                entry.role = run_role(json.load(f))
+                entry.config = json.load(f)
+            entry.role = run_role(entry.config)
         except (OSError, ValueError) as e:
             entry.notes.append(f"role unknown: {config_path} cannot be read ({e})")
     if entry.run_dir:

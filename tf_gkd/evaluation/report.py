@@ -8,6 +8,8 @@
   pareto_latency.png    FID against Keras latency per image at the smallest batch size
   training_curves.png   the runs' train/* scalars, read back from their TensorBoard events
   tb/                   the same figures and scalars for TensorBoard
+  tb/hparams/           TensorBoard's HParams view: one trial per entry, its recipe (role and the
+                        run options that differ between entries) as hparams, its scores as metrics
 """
 
 import json
@@ -17,6 +19,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
 
 from tf_gkd import files
 from tf_gkd import images as image_utils
@@ -26,6 +29,7 @@ from tf_gkd.networks import io as model_io
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 TENSORBOARD_DIR = "tb"
+HPARAMS_DIR = "hparams"  # In TENSORBOARD_DIR: one run per entry, for TensorBoard's HParams tab.
 # How each role is drawn in the Pareto plots (the teacher is also a horizontal reference line).
 _MARKERS = {"teacher": ("*", "C3"), "student": ("o", "C0"), "baseline": ("s", "C1"), "generator": ("^", "C2")}
 _DECIMALS = {"fid": 2, "kid": 3, "classifier_score": 2, "precision": 3, "recall": 3, "psnr": 2, "ssim": 3}
@@ -80,6 +84,7 @@ def to_json(comparison):
                     "tflite": {"variants": entry.tflite, "source": entry.tflite_note} if entry.tflite_note else None,
                 },
                 "vs_teacher": _vs_teacher(entry, teacher),
+                "config": entry.config,
                 "notes": entry.notes,
             }
         )
@@ -350,6 +355,45 @@ def _write_tensorboard(result, figures, logdir):
     writer.close()
 
 
+def hparams_of(entries):
+    """{entry name: {hparam: value}}: each entry's role and the options of its run that differ between entries.
+
+    Options every entry shares tell nothing apart, so they are left out; values
+    are what TensorBoard's HParams plugin takes (bool, number, string).
+    """
+    configs = {e["name"]: e["config"] or {} for e in entries}
+    keys = sorted({key for config in configs.values() for key in config})
+    differing = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+
+    def value(v):
+        return v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+
+    return {e["name"]: {"role": e["role"], **{k: value(configs[e["name"]].get(k)) for k in differing}} for e in entries}
+
+
+def _write_hparams(result, logdir):
+    """TensorBoard's HParams view of the entries: one trial each (its recipe as hparams, its scores as metrics)."""
+    entries = result["entries"]
+    metrics = {}  # Tag: value, per entry.
+    for e in entries:
+        values = {f"{group}/{k}": v["mean"] for group in ("quality", "fidelity") for k, v in (e[group] or {}).items()}
+        values["cost/params"] = e["cost"]["params"]["value"]
+        values.update({f"cost/latency_ms_{b}": v["value"] for b, v in e["cost"]["keras_latency"].items()})
+        metrics[e["name"]] = values
+    tags = sorted({tag for values in metrics.values() for tag in values})
+    hparams = hparams_of(entries)
+    with tf.summary.create_file_writer(logdir).as_default():
+        hp.hparams_config(
+            hparams=[hp.HParam(k) for k in sorted({k for h in hparams.values() for k in h})],
+            metrics=[hp.Metric(tag) for tag in tags],
+        )
+    for name, values in metrics.items():
+        with tf.summary.create_file_writer(os.path.join(logdir, name)).as_default():
+            hp.hparams(hparams[name], trial_id=name)
+            for tag, v in values.items():
+                tf.summary.scalar(tag, v, step=0)
+
+
 def write(comparison, output_dir):
     """Writes metrics.json, report.md, the PNG figures and the TensorBoard events into `output_dir`.
 
@@ -360,6 +404,7 @@ def write(comparison, output_dir):
     result = to_json(comparison)
     figures = _figures(comparison, output_dir)
     _write_tensorboard(result, figures, os.path.join(output_dir, TENSORBOARD_DIR))
+    _write_hparams(result, os.path.join(output_dir, TENSORBOARD_DIR, HPARAMS_DIR))
     files.write_text(json.dumps(result, indent=2), os.path.join(output_dir, METRICS_FILE))
     markdown = to_markdown(comparison, {name: caption for name, (caption, _) in figures.items()})
     files.write_text(markdown, os.path.join(output_dir, REPORT_FILE))
