@@ -24,7 +24,7 @@ def tiny_distiller(teacher=None, adversarial_weight=0.0, feature_weight=0.0, **k
     keras.utils.set_random_seed(2)
     teacher = teacher or tiny_teacher()
     student = factory.make_generator("dense", z_dim=Z_DIM, width=0.05, name="student")
-    uses_d = adversarial_weight > 0 or feature_weight > 0
+    uses_d = adversarial_weight > 0 or feature_weight > 0 or kwargs.get("distribution_weight", 0) > 0
     discriminator = factory.make_discriminator("dense", width=0.1) if uses_d else None
     model = distill_lib.GeneratorDistiller(
         teacher,
@@ -228,3 +228,37 @@ def test_r1_penalty_trains_the_discriminator():
     plain, r1 = tiny_distiller(adversarial_weight=0.1), tiny_distiller(adversarial_weight=0.1, r1_weight=10.0)
     d_plain, d_r1 = fit(plain, 1).history["d_loss"][0], fit(r1, 1).history["d_loss"][0]
     assert np.isfinite(d_r1) and d_r1 > d_plain  # Same weights and batch: the penalty adds to the loss.
+
+
+def test_energy_distance_by_hand_and_zero_for_one_distribution():
+    s, t = np.array([[0.0], [2.0]], np.float32), np.array([[1.0], [3.0]], np.float32)
+    # 2·E|s - t| - E|s - s'| - E|t - t'| over distinct pairs: 2·(1 + 3 + 1 + 1)/4 - 2 - 2.
+    assert float(losses.energy_distance(s, t)) == pytest.approx(2 * 6 / 4 - 2 - 2, abs=1e-4)
+    rng = np.random.default_rng(0)
+    same = [float(losses.energy_distance(rng.normal(size=(64, 4)), rng.normal(size=(64, 4)))) for _ in range(20)]
+    shifted = float(losses.energy_distance(rng.normal(size=(64, 4)) + 1.0, rng.normal(size=(64, 4))))
+    assert abs(np.mean(same)) < 0.02 and shifted > 1.0
+
+
+def test_energy_distance_moves_only_the_student_and_stays_finite_when_collapsed():
+    student = tf.Variable(np.zeros((4, 3), np.float32))  # Every row the same: zero distances.
+    teacher = tf.Variable(np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = losses.energy_distance(student, teacher)
+    grad_student, grad_teacher = tape.gradient(loss, [student, teacher])
+    assert np.all(np.isfinite(grad_student)) and grad_teacher is None
+
+
+@pytest.mark.parametrize("target", ["teacher", "real"])
+def test_distribution_term_is_logged_and_weighted(target):
+    model = tiny_distiller(distribution_weight=0.5, distribution_target=target, pixel_weight=2.0)
+    logs = {k: v[0] for k, v in fit(model, 1).history.items()}
+    assert logs["distribution"] > 0
+    assert logs["loss"] == pytest.approx(2.0 * logs["pixel"] + 0.5 * logs["distribution"], rel=1e-5)
+
+
+def test_distribution_term_needs_a_discriminator_and_a_known_target():
+    with pytest.raises(ValueError, match="distribution_weight need a discriminator"):
+        distill_lib.GeneratorDistiller(tiny_teacher(), tiny_teacher(), distribution_weight=0.1)
+    with pytest.raises(ValueError, match="distribution_target must be one of"):
+        tiny_distiller(distribution_weight=0.1, distribution_target="classifier")

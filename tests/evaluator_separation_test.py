@@ -60,7 +60,7 @@ def test_training_and_distillation_never_load_the_classifier(tiny_data_dir, tmp_
     teacher = str(tmp_path / "teacher")
     runs.train(config_lib.TrainConfig(**tiny), teacher)
     # Every term that could carry a training signal: pixels, the adversary (from the teacher's discriminator),
-    # its features, scheduled weights, R1.
+    # its features, the distribution term, scheduled weights, R1.
     student = config_lib.TrainConfig(
         **tiny,
         model="distill",

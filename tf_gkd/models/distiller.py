@@ -4,9 +4,13 @@ For each batch the student and the teacher see the same latents z; the
 student's loss is
 
     L = w_pixel(t) · |S(z) - T(z)|  +  λ(t) · L_GAN(D(S(z)))  +  w_feature · ‖f(S(z)) - f(T(z))‖²
+        + w_distribution · ED(f(S(z)), f(X))
 
 where D is the discriminator of an adversary trained against real images (as
-in a GAN) and f its `features` layer. The pixel weight and λ may follow
+in a GAN) and f its `features` layer; ED is the energy distance between the
+student's batch and a target batch X (the teacher's images or real ones) in
+those features: a distribution-level term, where the pixel and feature terms
+compare paired samples. The pixel weight and λ may follow
 schedules over the run (`tf_gkd.losses.schedules`: e.g. mimicry first, then
 the adversarial term ramping up while the pixel weight decays). λ = 0 and w_feature = 0 give pure
 mimicry, with no adversary at all. Targets come from the teacher on the fly
@@ -37,14 +41,16 @@ class GeneratorDistiller(keras.Model):
         None for offline training, where every batch brings its targets.
       student: generator with the same z_dim, trained.
       discriminator: images → logits with a `features` layer, trained against
-        real images; required when `adversarial_weight` or `feature_weight` > 0,
-        otherwise None.
+        real images; required when `adversarial_weight`, `feature_weight` or
+        `distribution_weight` > 0, otherwise None.
       teacher_encoder: optional VAE encoder images → [mean, log_var] (frozen);
         with it, a `posterior_fraction` of each batch takes z from q(z|x) of the
         batch's real images.
       pixel_loss: one of `tf_gkd.losses.distill.PIXEL_LOSSES`.
-      pixel_weight, adversarial_weight, feature_weight: the loss weights (λ is
-        `adversarial_weight`).
+      pixel_weight, adversarial_weight, feature_weight, distribution_weight:
+        the loss weights (λ is `adversarial_weight`).
+      distribution_target: what the distribution term pulls the student's
+        batch towards: "teacher" (the teacher's images of the batch) or "real".
       pixel_weight_schedule, adversarial_weight_schedule: schedules (spec
         strings of `tf_gkd.losses.schedules`) of the first two weights over
         `total_steps` student updates.
@@ -74,6 +80,8 @@ class GeneratorDistiller(keras.Model):
         pixel_weight=1.0,
         adversarial_weight=0.0,
         feature_weight=0.0,
+        distribution_weight=0.0,
+        distribution_target="teacher",
         posterior_fraction=0.5,
         pixel_weight_schedule="constant",
         adversarial_weight_schedule="constant",
@@ -87,14 +95,22 @@ class GeneratorDistiller(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        needs_discriminator = adversarial_weight > 0 or feature_weight > 0
+        needs_discriminator = adversarial_weight > 0 or feature_weight > 0 or distribution_weight > 0
         if needs_discriminator and discriminator is None:
             raise ValueError(
-                "adversarial_weight and feature_weight need a discriminator. Received: "
-                f"adversarial_weight={adversarial_weight}, feature_weight={feature_weight}, discriminator=None"
+                "adversarial_weight, feature_weight and distribution_weight need a discriminator (its features "
+                f"and logits). Received: adversarial_weight={adversarial_weight}, feature_weight={feature_weight}, "
+                f"distribution_weight={distribution_weight}, discriminator=None"
             )
         if not needs_discriminator and discriminator is not None:
-            raise ValueError("A discriminator is only trained when adversarial_weight or feature_weight > 0.")
+            raise ValueError(
+                "A discriminator is only trained when adversarial_weight, feature_weight or distribution_weight > 0."
+            )
+        if distribution_target not in distill_losses.DISTRIBUTION_TARGETS:
+            raise ValueError(
+                f"distribution_target must be one of {distill_losses.DISTRIBUTION_TARGETS}. "
+                f"Received: distribution_target={distribution_target!r}"
+            )
         if teacher is not None and teacher.input_shape[-1] != student.input_shape[-1]:
             raise ValueError(
                 f"Teacher and student must take the same z: teacher z_dim={teacher.input_shape[-1]}, "
@@ -135,12 +151,15 @@ class GeneratorDistiller(keras.Model):
         self.pixel_weight = pixel_weight
         self.adversarial_weight = adversarial_weight
         self.feature_weight = feature_weight
+        self.distribution_weight = distribution_weight
+        self.distribution_target = distribution_target
         self.posterior_fraction = posterior_fraction
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.pixel_tracker = keras.metrics.Mean(name="pixel")
         self.psnr_tracker = keras.metrics.Mean(name="psnr")
         self.adversarial_tracker = keras.metrics.Mean(name="adversarial")
         self.feature_tracker = keras.metrics.Mean(name="feature")
+        self.distribution_tracker = keras.metrics.Mean(name="distribution")
         # The scheduled weights, logged when they change over the run.
         self.weight_trackers = []
         if scheduled:
@@ -162,7 +181,8 @@ class GeneratorDistiller(keras.Model):
     def metrics(self):
         metrics = [self.loss_tracker, self.pixel_tracker, self.psnr_tracker]
         if self.adversary is not None:
-            metrics += [self.adversarial_tracker, self.feature_tracker, *self.adversary.metrics]
+            metrics += [self.adversarial_tracker, self.feature_tracker, self.distribution_tracker]
+            metrics += self.adversary.metrics
         return metrics + self.weight_trackers
 
     @property
@@ -190,14 +210,22 @@ class GeneratorDistiller(keras.Model):
             z = tf.concat([tf.cast(posterior, z.dtype), z[n:]], 0)
         return z, tf.stop_gradient(self.teacher(z, training=False))
 
-    def _adversary_terms(self, fake, target):
-        """(L_GAN of the student's images, feature distance to the teacher's) in the discriminator."""
+    def _adversary_terms(self, fake, target, real):
+        """(L_GAN of the student's images, feature distance to the teacher's, energy distance to the target batch)."""
         if self.adversary is None:
-            return tf.constant(0.0), tf.constant(0.0)
-        features, logits = self.adversary.features_and_logits(tf.concat([fake, tf.cast(target, fake.dtype)], 0))
-        fake_features, target_features = tf.split(features, 2)
-        adversarial = self.adversary.generator_loss(tf.split(logits, 2)[0])
-        return adversarial, distill_losses.feature_loss(fake_features, target_features)
+            return tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+        batches = [fake, tf.cast(target, fake.dtype)]
+        if self.distribution_weight > 0 and self.distribution_target == "real":
+            batches.append(tf.cast(real, fake.dtype))
+        # One pass of the discriminator over every batch (it has no batch-dependent layers).
+        features, logits = self.adversary.features_and_logits(tf.concat(batches, 0))
+        features = tf.split(features, len(batches))
+        adversarial = self.adversary.generator_loss(tf.split(logits, len(batches))[0])
+        feature = distill_losses.feature_loss(features[0], features[1])
+        distribution = tf.constant(0.0)
+        if self.distribution_weight > 0:
+            distribution = distill_losses.energy_distance(features[0], features[-1])
+        return adversarial, feature, distribution
 
     def _weights(self):
         """(pixel weight, λ) at this step: the base weights times their schedules' factors."""
@@ -218,8 +246,13 @@ class GeneratorDistiller(keras.Model):
         pixel_weight, adversarial_weight = self._weights()
         with tape:
             pixel = self.pixel_loss_fn(fake, target)
-            adversarial, feature = self._adversary_terms(fake, target)
-            loss = pixel_weight * pixel + adversarial_weight * adversarial + self.feature_weight * feature
+            adversarial, feature, distribution = self._adversary_terms(fake, target, data.get("real"))
+            loss = (
+                pixel_weight * pixel
+                + adversarial_weight * adversarial
+                + self.feature_weight * feature
+                + self.distribution_weight * distribution
+            )
         distribute.minimize(self.optimizer, tape, loss, self.student.trainable_weights)
         ema.update_ema(self.ema_student, self.student, self.ema_decay, self.optimizer.iterations)
 
@@ -229,6 +262,7 @@ class GeneratorDistiller(keras.Model):
         if self.adversary is not None:
             self.adversarial_tracker.update_state(adversarial)
             self.feature_tracker.update_state(feature)
+            self.distribution_tracker.update_state(distribution)
             self.adversary.update_metrics(*d_terms)
         for tracker, weight in zip(self.weight_trackers, (pixel_weight, adversarial_weight)):
             tracker.update_state(weight)

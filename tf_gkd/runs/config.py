@@ -172,6 +172,16 @@ class TrainConfig:
     feature_weight: float = option(
         0.0, "Weight of discriminator-feature mimicry.", minimum=0, identity=("distill",)
     )
+    distribution_weight: float = option(
+        0.0,
+        "Weight of the distribution term: the energy distance between the student's batch and the "
+        "--distribution_target batch in the discriminator's features.",
+        minimum=0, identity=("distill",),
+    )
+    distribution_target: str = option(
+        "teacher", "What the distribution term pulls the student's batch towards: the teacher's images or real ones.",
+        choices=distill_losses.DISTRIBUTION_TARGETS, identity=("distill",),
+    )
     pixel_weight_schedule: str = option(
         "constant",
         "Schedule of the pixel weight over the run: constant, ramp_up:A:B or ramp_down:A:B (A, B: shares of "

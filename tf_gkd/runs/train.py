@@ -226,7 +226,7 @@ def build_distiller(config, teacher):
         config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
     )
     discriminator = None
-    if config.adversarial_weight > 0 or config.feature_weight > 0:
+    if config.adversarial_weight > 0 or config.feature_weight > 0 or config.distribution_weight > 0:
         if config.init_discriminator:
             discriminator = keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False)
         else:
@@ -249,6 +249,8 @@ def build_distiller(config, teacher):
         pixel_weight=config.pixel_weight,
         adversarial_weight=config.adversarial_weight,
         feature_weight=config.feature_weight,
+        distribution_weight=config.distribution_weight,
+        distribution_target=config.distribution_target,
         posterior_fraction=config.posterior_fraction,
         pixel_weight_schedule=config.pixel_weight_schedule,
         adversarial_weight_schedule=config.adversarial_weight_schedule,
