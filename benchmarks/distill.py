@@ -1,117 +1,135 @@
-"""Distilled students against their teacher and against the same students trained from scratch.
+"""Distilled students against their teacher and against the same students trained from scratch, over seeds.
 
-    .venv/bin/python benchmarks/distill.py --workdir=runs/bench_distill [--teacher=runs/quickstart]
-        [--sizes=10x,20x,50x] [--lambdas=0,0.01,0.1]
+    .venv/bin/python benchmarks/distill.py --workdir=runs/bench_distill [--teacher=runs/quickstart/teacher]
+        [--sizes=10x,20x,50x] [--seeds=0,1,2] [--recipe='adv=--init_discriminator --adversarial_weight=0.05']
 
-For every size S, runs `gkd-distill --flagfile=flags/distill_S.cfg` (the student) and, for the
---baseline_sizes, the same command with `--baseline` (the same architecture, steps and batch
-trained as a plain GAN with the teachers' GAN recipe, no teacher), each in its own run
-directory under --workdir (complete runs are reused). `--lambdas`
-adds runs of the 20x student with other adversarial weights λ. Without --teacher, the quickstart
-teacher is trained first (flags/gan_quickstart.cfg). Every generator is then scored by the same
-evaluator (domain-classifier features, --num_samples samples against the test split: FID, KID,
-classifier score) and for fidelity to the teacher (PSNR on the same 2,000 latents).
-Prints a table and writes `distill.json` in --workdir.
+For every size S and training seed, trains `gkd-distill --flagfile=flags/distill_S.cfg --seed=SEED`
+(the student, with the flagfile's recipe), the same command with `--baseline` and the teachers'
+GAN recipe (its twin trained from scratch: same architecture, steps and batch, no teacher), and
+the student with every other --recipe's flags added. Each run has its own directory under
+--workdir; complete runs are reused, so an interrupted benchmark resumes. Without --teacher, the
+quickstart teacher (flags/gan_quickstart.cfg) is trained first.
+
+Then one gkd-evaluate scores every run on the same latents into --workdir/report (report.md,
+metrics.json, figures, and TensorBoard with the HParams view of every run's recipe and scores);
+the runs of one entry over seeds are merged into mean ± std. The benchmark prints, per entry, FID
+and recall (mean ± std over seeds) and their ratios to the teacher's, and whether each student
+beats its scratch twin in every seed (its worst FID below the twin's best), and writes the table
+to --workdir/distill.json.
 """
 
 import json
 import os
+import subprocess
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import runs as runs_lib  # (benchmarks/runs.py)
+from absl import app, flags, logging
 
-import numpy as np  # noqa: E402
-import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
-from absl import app, flags, logging  # noqa: E402
-
-from tf_gkd import rundir  # noqa: E402
-from tf_gkd.evaluation import evaluate  # noqa: E402
-from tf_gkd.losses import distill as distill_losses  # noqa: E402
-from tf_gkd.networks import io as model_io  # noqa: E402
+from tf_gkd import rundir
 
 flags.DEFINE_string("workdir", "runs/bench_distill", "Directory of the benchmark's runs.")
 flags.DEFINE_string("teacher", None, "Teacher run directory (default: train flags/gan_quickstart.cfg in --workdir).")
 flags.DEFINE_list("sizes", ["10x", "20x", "50x"], "Student sizes: flags/distill_<size>.cfg.")
-flags.DEFINE_list("lambdas", [], "Extra adversarial weights λ to try on the 20x student.")
-flags.DEFINE_list("baseline_sizes", ["10x", "20x", "50x"], "Sizes whose student is also trained from scratch.")
+flags.DEFINE_list("seeds", ["0"], "Training seeds (--seed) of every student and scratch twin.")
+flags.DEFINE_multi_string(
+    "recipe", [], "NAME=FLAGS: another student recipe, its gkd-distill flags separated by spaces (repeatable)."
+)
+flags.DEFINE_boolean("scratch", True, "Also train every size from scratch (the twins the students must beat).")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
 flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.")
-flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator.")
+flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator and run.")
 FLAGS = flags.FLAGS
 
-FIDELITY_LATENTS = 2_000
 # Students from scratch train with the teachers' GAN recipe (flags/gan_quickstart.cfg), not the
 # mimicry one of the distill flagfiles.
 GAN_RECIPE = ["--g_learning_rate=8e-4", "--d_learning_rate=2e-4", "--beta_1=0.5", "--lr_decay=none"]
+REPORT_DIR = "report"
 
 
-def run(binary, workdir, *args):
-    return runs_lib.timed_run(binary, workdir, args, rundir.GENERATOR_FILES, FLAGS.data_dir)
+def plan(teacher_dir):
+    """[(entry name, run directory, gkd-distill flags)] of every run, and {student name: its twin's name}."""
+    recipes = {"student": []}
+    for spec in FLAGS.recipe:
+        name, sep, args = spec.partition("=")
+        if not sep or not name or name in recipes or name == "scratch":
+            raise app.UsageError(f"--recipe must be NAME=FLAGS with a new NAME. Received: --recipe={spec!r}")
+        recipes[name] = args.split()
+    planned, twins = [], {}
+    for size in FLAGS.sizes:
+        common = [f"--flagfile=flags/distill_{size}.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]
+        kinds = {f"{recipe} {size}": args for recipe, args in recipes.items()}
+        if FLAGS.scratch:
+            kinds[f"scratch {size}"] = ["--baseline", *GAN_RECIPE]
+            twins.update({name: f"scratch {size}" for name in kinds if not name.startswith("scratch")})
+        for name, args in kinds.items():
+            for seed in FLAGS.seeds:
+                run_dir = os.path.join(FLAGS.workdir, f"{name.replace(' ', '_')}_seed{seed}")
+                planned.append((name, run_dir, [*common, *args, f"--seed={seed}"]))
+    return planned, twins
+
+
+def summarize(metrics, twins):
+    """{entry: FID and recall (mean, std, values), their ratios to the teacher's, params, beats its twin}."""
+    entries = {e["name"]: e for e in metrics["entries"]}
+    teacher = entries["teacher"]["quality"]
+    table = {}
+    for name, e in entries.items():
+        fid, recall = e["quality"]["fid"], e["quality"]["recall"]
+        row = {
+            "params": e["cost"]["params"]["value"],
+            "fid": {k: fid[k] for k in ("mean", "std", "values")},
+            "recall": {k: recall[k] for k in ("mean", "std", "values")},
+            "fid_vs_teacher": fid["mean"] / teacher["fid"]["mean"],
+            "recall_vs_teacher": recall["mean"] / teacher["recall"]["mean"],
+        }
+        if name in twins and twins[name] in entries:
+            row["beats_scratch_twin"] = max(fid["values"]) < min(entries[twins[name]]["quality"]["fid"]["values"])
+        table[name] = row
+    return table
+
+
+def _mean_std(summary, decimals):
+    text = f"{summary['mean']:.{decimals}f}"
+    return text + (f" ± {summary['std']:.{decimals}f}" if summary["std"] is not None else "")
 
 
 def main(argv):
     del argv
     os.makedirs(FLAGS.workdir, exist_ok=True)
-    results_path = os.path.join(FLAGS.workdir, "distill.json")
-    results = json.load(open(results_path)) if os.path.exists(results_path) else {}
-
-    def timed(name, seconds):
-        if seconds is not None:
-            results.setdefault(name, {})["train_seconds"] = round(seconds, 1)
-
     teacher_dir = FLAGS.teacher or os.path.join(FLAGS.workdir, "teacher")
     if not FLAGS.teacher:
-        timed("teacher", run("train", teacher_dir, "--flagfile=flags/gan_quickstart.cfg"))
-    runs = {"teacher": teacher_dir}
-    for size in FLAGS.sizes:
-        common = [f"--flagfile=flags/distill_{size}.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]
-        runs[f"student {size}"] = os.path.join(FLAGS.workdir, f"student_{size}")
-        timed(f"student {size}", run("distill", runs[f"student {size}"], *common))
-        if size in FLAGS.baseline_sizes:
-            runs[f"scratch {size}"] = os.path.join(FLAGS.workdir, f"scratch_{size}")
-            timed(f"scratch {size}", run("distill", runs[f"scratch {size}"], *common, "--baseline", *GAN_RECIPE))
-    for lam in FLAGS.lambdas:
-        name = f"student 20x λ={lam}"
-        runs[name] = os.path.join(FLAGS.workdir, f"student_20x_lambda_{lam}")
-        args = ["--flagfile=flags/distill_20x.cfg", f"--teacher={os.path.abspath(teacher_dir)}"]
-        timed(name, run("distill", runs[name], *args, f"--adversarial_weight={lam}"))
-
-    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
-    teacher = model_io.load_generator(teacher_dir)
-    # The same seed and z_dim give every generator the same latents.
-    teacher_images = evaluate.sample(teacher, FIDELITY_LATENTS, seed=1234, progress=False)
-    for name, path in runs.items():
-        generator = model_io.load_generator(path)
-        with open(os.path.join(path, rundir.CONFIG_FILE)) as f:
-            config = json.load(f)
-        score = evaluator.evaluate(generator, FLAGS.num_samples)
-        images = evaluate.sample(generator, FIDELITY_LATENTS, seed=1234, progress=False)
-        score["psnr_vs_teacher_db"] = float(np.mean(distill_losses.psnr(images, teacher_images)))
-        score["train_steps"] = config["train_steps"]
-        score["adversarial_weight"] = config.get("adversarial_weight") if config["model"] == "distill" else None
-        results.setdefault(name, {}).update(score)
-    results = {name: results[name] for name in runs}
-    with open(results_path, "w") as f:
-        json.dump(results, f, indent=2)
-
-    t = results["teacher"]
-    print(
-        f"\nFashion-MNIST, {FLAGS.num_samples} samples vs the test split, domain classifier features "
-        f"(test accuracy {evaluator.classifier.info['test_accuracy']:.4f}); "
-        f"PSNR vs the teacher on {FIDELITY_LATENTS} latents"
-    )
-    print(
-        f"{'model':22s} {'params':>8s} {'smaller':>8s} {'FID':>7s} {'FID/T':>6s} {'KID':>7s} {'CS':>6s} "
-        f"{'PSNR dB':>8s} {'λ':>5s} {'steps':>6s} {'train s':>8s}"
-    )
-    for name, r in results.items():
-        lam = "" if r["adversarial_weight"] is None else f"{r['adversarial_weight']:g}"
-        psnr = "—" if name == "teacher" else f"{r['psnr_vs_teacher_db']:.2f}"
-        print(
-            f"{name:22s} {r['params']:8d} {t['params'] / r['params']:7.1f}x {r['fid']:7.2f} "
-            f"{r['fid'] / t['fid']:6.2f} {r['kid']:7.3f} {r['classifier_score']:6.2f} {psnr:>8s} {lam:>5s} "
-            f"{r['train_steps']:6d} {r.get('train_seconds', float('nan')):8.1f}"
+        runs_lib.timed_run(
+            "train", teacher_dir, ["--flagfile=flags/gan_quickstart.cfg"], rundir.GENERATOR_FILES, FLAGS.data_dir
         )
-    logging.info("Wrote %s", results_path)
+    planned, twins = plan(teacher_dir)
+    for i, (name, run_dir, args) in enumerate(planned, 1):
+        logging.info("Run %d/%d: %s in %s", i, len(planned), name, run_dir)
+        runs_lib.timed_run("distill", run_dir, args, rundir.GENERATOR_FILES, FLAGS.data_dir)
+
+    report_dir = os.path.join(FLAGS.workdir, REPORT_DIR)
+    command = [
+        sys.executable, "-c", "from tf_gkd.bin.evaluate import run; run()",
+        f"--generator=teacher={teacher_dir}", *(f"--generator={name}={run_dir}" for name, run_dir, _ in planned),
+        "--teacher=teacher", f"--output_dir={report_dir}", f"--classifier_dir={FLAGS.classifier_dir}",
+        f"--num_samples={FLAGS.num_samples}", "--latency_batch_sizes=1",
+    ]  # fmt: skip
+    if FLAGS.data_dir:
+        command.append(f"--data_dir={FLAGS.data_dir}")
+    subprocess.run(command, check=True, cwd=runs_lib.REPO)
+    with open(os.path.join(report_dir, "metrics.json")) as f:
+        table = summarize(json.load(f), twins)
+    with open(os.path.join(FLAGS.workdir, "distill.json"), "w") as f:
+        json.dump(table, f, indent=2)
+
+    print(f"\n{len(FLAGS.seeds)} training seed(s) per student and twin; report: {report_dir}/report.md")
+    print(f"{'model':24s} {'params':>8s} {'FID':>15s} {'FID/T':>6s} {'recall':>15s} {'rec/T':>6s} {'beats twin':>10s}")
+    for name, r in table.items():
+        beats = {True: "yes", False: "NO"}.get(r.get("beats_scratch_twin"), "")
+        print(
+            f"{name:24s} {r['params']:8d} {_mean_std(r['fid'], 2):>15s} {r['fid_vs_teacher']:6.2f} "
+            f"{_mean_std(r['recall'], 3):>15s} {r['recall_vs_teacher']:6.2f} {beats:>10s}"
+        )
 
 
 if __name__ == "__main__":
