@@ -10,6 +10,8 @@ from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.losses import distill as losses
 from tf_gkd.models import distiller as distill_lib
 from tf_gkd.networks import factory
+from tf_gkd.runs import train as runs
+from tf_gkd.runs.config import TrainConfig
 
 REAL = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype(np.float32)
 Z_DIM = 8
@@ -262,3 +264,38 @@ def test_distribution_term_needs_a_discriminator_and_a_known_target():
         distill_lib.GeneratorDistiller(tiny_teacher(), tiny_teacher(), distribution_weight=0.1)
     with pytest.raises(ValueError, match="distribution_target must be one of"):
         tiny_distiller(distribution_weight=0.1, distribution_target="classifier")
+
+
+def test_adversary_is_idle_until_its_ramp_starts():
+    model = tiny_distiller(adversarial_weight=0.4, adversarial_weight_schedule="ramp_up:0.5:1", total_steps=4)
+    assert model.adversary_start == 2 and len(model.fit_callbacks) == 1
+    d_weights = [w.numpy() for w in model.adversary.discriminator.weights]
+    data = tf.data.Dataset.from_tensors({"real": REAL}).repeat()
+    history = model.fit(data, steps_per_epoch=2, callbacks=model.fit_callbacks, verbose=0, shuffle=False).history
+    # Two steps of pure mimicry: the discriminator neither trained nor scored, then the switch.
+    assert history["d_loss"] == [0.0] and history["adversarial"] == [0.0]
+    for before, after in zip(d_weights, model.adversary.discriminator.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert model.adversary_active
+    history = model.fit(data, steps_per_epoch=2, verbose=0, shuffle=False).history
+    assert history["d_loss"][0] > 0 and history["adversarial"][0] > 0
+    assert any(np.any(b != a.numpy()) for b, a in zip(d_weights, model.adversary.discriminator.weights))
+
+
+def test_adversary_trains_from_the_start_when_another_term_needs_it():
+    feature = tiny_distiller(
+        adversarial_weight=0.4, feature_weight=1.0, adversarial_weight_schedule="ramp_up:0.5:1", total_steps=4
+    )
+    constant = tiny_distiller(adversarial_weight=0.4)
+    for model in (feature, constant):
+        assert model.adversary_start == 0 and model.fit_callbacks == []
+        assert fit(model, 1).history["d_loss"][0] > 0
+
+
+def test_idle_discriminator_learns_at_the_runs_rate():
+    config = TrainConfig(train_steps=100, lr_decay="cosine")
+    late = runs.make_optimizer(1.0, config, first_step=60)
+    # Its first update is the run's step 60: the cosine rate of that step, not of step 0.
+    assert float(late.learning_rate) == pytest.approx(0.5 * (1 + np.cos(0.6 * np.pi)), rel=1e-5)
+    assert float(runs.make_optimizer(1.0, config).learning_rate) == pytest.approx(1.0)
+    assert late.get_config()["learning_rate"]["config"]["offset"] == 60

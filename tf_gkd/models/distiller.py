@@ -13,7 +13,10 @@ those features: a distribution-level term, where the pixel and feature terms
 compare paired samples. The pixel weight and λ may follow
 schedules over the run (`tf_gkd.losses.schedules`: e.g. mimicry first, then
 the adversarial term ramping up while the pixel weight decays). λ = 0 and w_feature = 0 give pure
-mimicry, with no adversary at all. Targets come from the teacher on the fly
+mimicry, with no adversary at all. When λ's schedule ramps up from 0 and only λ
+needs the discriminator, the adversary is idle until the ramp starts: those steps
+are pure mimicry, at its speed, and the discriminator starts training with the
+ramp (`adversary_start`; `StartAdversary` switches the train step over). Targets come from the teacher on the fly
 (online) or from a file of (z, T(z)) pairs written beforehand (offline: the
 teacher is not needed while the student trains; see `tf_gkd.data.pairs`).
 
@@ -23,8 +26,11 @@ instead of the prior, so that the student also learns the region of latent
 space the decoder was trained on.
 """
 
+import math
+
 import keras
 import tensorflow as tf
+from absl import logging
 
 from tf_gkd import distribute
 from tf_gkd.losses import distill as distill_losses
@@ -136,6 +142,11 @@ class GeneratorDistiller(keras.Model):
         self.z_dim = student.input_shape[-1]
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.adversary = None
+        # The first step whose loss needs the adversary (0: every step; see `StartAdversary`).
+        self.adversary_start = 0
+        if self.adversarial_schedule.kind == "ramp_up" and feature_weight == 0 and distribution_weight == 0:
+            self.adversary_start = math.ceil(self.adversarial_schedule.start * total_steps)
+        self.adversary_active = discriminator is not None
         if discriminator is not None:
             self.adversary = Adversary(
                 discriminator,
@@ -185,6 +196,16 @@ class GeneratorDistiller(keras.Model):
             metrics += self.adversary.metrics
         return metrics + self.weight_trackers
 
+    def make_train_function(self, force=False):
+        # The train step is traced with or without the adversary, as the run's step requires.
+        self.adversary_active = self.adversary is not None and int(self.step.numpy()) >= self.adversary_start
+        return super().make_train_function(force)
+
+    @property
+    def fit_callbacks(self):
+        """Keras callbacks that a `fit` of this model needs."""
+        return [StartAdversary()] if self.adversary is not None and self.adversary_start > 0 else []
+
     @property
     def uses_real_images(self):
         """Whether online batches need real images: for the adversary, or for posterior latents."""
@@ -212,16 +233,18 @@ class GeneratorDistiller(keras.Model):
 
     def _adversary_terms(self, fake, target, real):
         """(L_GAN of the student's images, feature distance to the teacher's, energy distance to the target batch)."""
-        if self.adversary is None:
-            return tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
-        batches = [fake, tf.cast(target, fake.dtype)]
+        batches = [fake]
+        if self.feature_weight > 0 or (self.distribution_weight > 0 and self.distribution_target == "teacher"):
+            batches.append(tf.cast(target, fake.dtype))
         if self.distribution_weight > 0 and self.distribution_target == "real":
             batches.append(tf.cast(real, fake.dtype))
         # One pass of the discriminator over every batch (it has no batch-dependent layers).
         features, logits = self.adversary.features_and_logits(tf.concat(batches, 0))
         features = tf.split(features, len(batches))
         adversarial = self.adversary.generator_loss(tf.split(logits, len(batches))[0])
-        feature = distill_losses.feature_loss(features[0], features[1])
+        feature = tf.constant(0.0)
+        if self.feature_weight > 0:
+            feature = distill_losses.feature_loss(features[0], features[1])
         distribution = tf.constant(0.0)
         if self.distribution_weight > 0:
             distribution = distill_losses.energy_distance(features[0], features[-1])
@@ -241,12 +264,14 @@ class GeneratorDistiller(keras.Model):
         z, target = self._targets(data)
         with tf.GradientTape() as tape:
             fake = self.student(z, training=True)
-        if self.adversary is not None:
+        if self.adversary_active:
             d_terms = self.adversary.train_step(data["real"], fake)
         pixel_weight, adversarial_weight = self._weights()
         with tape:
             pixel = self.pixel_loss_fn(fake, target)
-            adversarial, feature, distribution = self._adversary_terms(fake, target, data.get("real"))
+            adversarial, feature, distribution = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
+            if self.adversary_active:
+                adversarial, feature, distribution = self._adversary_terms(fake, target, data.get("real"))
             loss = (
                 pixel_weight * pixel
                 + adversarial_weight * adversarial
@@ -259,7 +284,7 @@ class GeneratorDistiller(keras.Model):
         self.loss_tracker.update_state(loss)
         self.pixel_tracker.update_state(pixel)
         self.psnr_tracker.update_state(tf.reduce_mean(distill_losses.psnr(fake, target)))
-        if self.adversary is not None:
+        if self.adversary_active:
             self.adversarial_tracker.update_state(adversarial)
             self.feature_tracker.update_state(feature)
             self.distribution_tracker.update_state(distribution)
@@ -305,3 +330,17 @@ class GeneratorDistiller(keras.Model):
     def generate(self, z):
         """Images of the averaged student for latents `z`."""
         return self.ema_student(z, training=False)
+
+
+class StartAdversary(keras.callbacks.Callback):
+    """Switches a `GeneratorDistiller`'s train step to one with the adversary at its `adversary_start`.
+
+    Keras calls it after every execution of `steps_per_execution` steps, so the
+    switch happens at the first execution boundary at or after that step.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        model = self.model
+        if not model.adversary_active and int(model.step.numpy()) >= model.adversary_start:
+            logging.info("Step %d: the discriminator joins the train step.", int(model.step.numpy()))
+            model.make_train_function(force=True)

@@ -32,10 +32,30 @@ def set_precision(policy):
     keras.mixed_precision.set_global_policy("float32" if policy == "off" else policy)
 
 
-def make_optimizer(learning_rate, config, updates_per_step=1):
-    """Adam of `config`; with `lr_decay=cosine` its rate decays to 0 over the run's updates."""
+class _Offset(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule` of the run's step for an optimizer whose first update is the run's step `offset`."""
+
+    def __init__(self, schedule, offset):
+        self.schedule = schedule
+        self.offset = offset
+
+    def __call__(self, step):
+        return self.schedule(step + self.offset)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "offset": self.offset}
+
+
+def make_optimizer(learning_rate, config, updates_per_step=1, first_step=0):
+    """Adam of `config`; with `lr_decay=cosine` its rate decays to 0 over the run's updates.
+
+    `first_step`: the run's step at which the optimizer makes its first update
+    (a discriminator idle until then), so that its rate is the run's at every step.
+    """
     if config.lr_decay == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, config.train_steps * updates_per_step)
+        if first_step:
+            learning_rate = _Offset(learning_rate, first_step)
     optimizer = keras.optimizers.Adam(learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     if config.mixed_precision == "mixed_float16":
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
@@ -264,7 +284,9 @@ def build_distiller(config, teacher):
     )
     model.compile(
         optimizer=make_optimizer(config.g_learning_rate, config),
-        d_optimizer=make_optimizer(config.d_learning_rate, config) if discriminator is not None else None,
+        d_optimizer=make_optimizer(config.d_learning_rate, config, first_step=model.adversary_start)
+        if discriminator is not None
+        else None,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )

@@ -41,7 +41,8 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
 
     Args:
       model: a compiled Keras model with `checkpoint_items()`, `build_optimizers()`,
-        `step` and `generate(z)`.
+        `step` and `generate(z)`, and optionally `fit_callbacks` (Keras callbacks
+        that its training needs).
       make_dataset: callable seed -> infinite tf.data.Dataset of training batches.
         A resumed run gets a seed derived from its step, so it does not replay the
         batches it has already seen.
@@ -77,6 +78,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
                 extra_images=extra_images,
             ),
             cb.ProgressBar(config.train_steps),
+            *getattr(model, "fit_callbacks", []),
         ]
         logging.info("Training steps %d → %d in %s.", start, config.train_steps, workdir)
         model.fit(
