@@ -1,7 +1,7 @@
 """Distilled students against their teacher and against the same students trained from scratch, over seeds.
 
     .venv/bin/python benchmarks/distill.py --workdir=runs/bench_distill [--teacher=runs/quickstart/teacher]
-        [--sizes=10x,20x,50x] [--seeds=0,1,2] [--recipe='adv=--init_discriminator --adversarial_weight=0.05']
+        [--sizes=10x,20x,50x,100x] [--seeds=0,1,2] [--recipe='mimicry=--adversarial_weight=0']
 
 For every size S and training seed, trains `gkd-distill --flagfile=flags/distill_S.cfg --seed=SEED`
 (the student, with the flagfile's recipe), the same command with `--baseline` and the teachers'
@@ -14,8 +14,9 @@ Then one gkd-evaluate scores every run on the same latents into --workdir/report
 metrics.json, figures, and TensorBoard with the HParams view of every run's recipe and scores);
 the runs of one entry over seeds are merged into mean ± std. The benchmark prints, per entry, FID
 and recall (mean ± std over seeds) and their ratios to the teacher's, and whether each student
-beats its scratch twin in every seed (its worst FID below the twin's best), and writes the table
-to --workdir/distill.json.
+beats its scratch twin in every seed (its worst FID below the twin's best), writes the table to
+--workdir/distill.json and the size-vs-FID figure (every recipe's FID against its parameters, with
+error bars over seeds) to --workdir/size_vs_fid.png.
 """
 
 import json
@@ -23,14 +24,19 @@ import os
 import subprocess
 import sys
 
-import runs as runs_lib  # (benchmarks/runs.py)
+import matplotlib
 from absl import app, flags, logging
+
+import runs as runs_lib  # (benchmarks/runs.py)
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 
 from tf_gkd import rundir
 
 flags.DEFINE_string("workdir", "runs/bench_distill", "Directory of the benchmark's runs.")
 flags.DEFINE_string("teacher", None, "Teacher run directory (default: train flags/gan_quickstart.cfg in --workdir).")
-flags.DEFINE_list("sizes", ["10x", "20x", "50x"], "Student sizes: flags/distill_<size>.cfg.")
+flags.DEFINE_list("sizes", ["10x", "20x", "50x", "100x"], "Student sizes: flags/distill_<size>.cfg.")
 flags.DEFINE_list("seeds", ["0"], "Training seeds (--seed) of every student and scratch twin.")
 flags.DEFINE_multi_string(
     "recipe", [], "NAME=FLAGS: another student recipe, its gkd-distill flags separated by spaces (repeatable)."
@@ -89,6 +95,31 @@ def summarize(metrics, twins):
     return table
 
 
+def plot(table, path):
+    """Writes the size-vs-FID figure: each recipe's FID (mean ± std over seeds) against parameters."""
+    series = {}
+    for name, r in table.items():
+        if name != "teacher":
+            recipe, _, size = name.rpartition(" ")
+            series.setdefault(recipe, []).append((r["params"], r["fid"]["mean"], r["fid"]["std"] or 0.0, size))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for recipe, points in sorted(series.items()):
+        params, fid, std, sizes = zip(*sorted(points))
+        label = {"student": "distilled (the flagfile's recipe)", "scratch": "from scratch (GAN, same steps)"}
+        ax.errorbar(params, fid, yerr=std, marker="o", capsize=3, label=label.get(recipe, recipe))
+        for x, y, size in zip(params, fid, sizes):
+            ax.annotate(size, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    teacher = table["teacher"]
+    ax.axhline(teacher["fid"]["mean"], color="black", linestyle="--", label=f"teacher ({teacher['params']:,} params)")
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters")
+    ax.set_ylabel("FID (domain classifier; lower is better)")
+    ax.set_title("Students of the quickstart teacher: mean ± std over training seeds")
+    ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _mean_std(summary, decimals):
     text = f"{summary['mean']:.{decimals}f}"
     return text + (f" ± {summary['std']:.{decimals}f}" if summary["std"] is not None else "")
@@ -121,6 +152,7 @@ def main(argv):
         table = summarize(json.load(f), twins)
     with open(os.path.join(FLAGS.workdir, "distill.json"), "w") as f:
         json.dump(table, f, indent=2)
+    plot(table, os.path.join(FLAGS.workdir, "size_vs_fid.png"))
 
     print(f"\n{len(FLAGS.seeds)} training seed(s) per student and twin; report: {report_dir}/report.md")
     print(f"{'model':24s} {'params':>8s} {'FID':>15s} {'FID/T':>6s} {'recall':>15s} {'rec/T':>6s} {'beats twin':>10s}")
