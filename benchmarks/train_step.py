@@ -11,8 +11,9 @@ recipe (benchmarks/reference.py) over the same networks, batch size and data:
   overriding train_step" (`--kind` picks both networks);
 - `vae`: `runs.build_vae` with flags/fashion_mnist_vae.cfg vs keras-io's
   "Variational AutoEncoder" on the same encoder and decoder;
-- `distill`: `runs.build_distiller` with flags/distill_20x.cfg (pure L1
-  mimicry) vs a plain distillation `train_step` (teacher forward, student
+- `distill`: `runs.build_distiller` with flags/distill_20x.cfg and
+  --adversarial_weight=0 (pure L1 mimicry, the step of the flagfile's first
+  half) vs a plain distillation `train_step` (teacher forward, student
   forward and backward, one Adam), both with an untrained conv teacher (the
   time of a step does not depend on the teacher's weights).
 
@@ -84,7 +85,8 @@ def flagfile_config(model, **overrides):
     if model == "gan":
         values.update(generator_kind=FLAGS.kind, discriminator_kind=FLAGS.kind)
     if model == "distill":
-        values.update(model="distill", teacher="untrained conv generator")
+        # Pure mimicry: the step of the flagfile's first half, which has no discriminator.
+        values.update(model="distill", teacher="untrained conv generator", adversarial_weight=0.0)
     return common.config_from_flags(parsed, **values)
 
 

@@ -187,3 +187,32 @@ def test_init_discriminator_needs_a_teacher_discriminator(tiny_data_dir, teacher
     with pytest.raises(teacher_lib.TeacherError, match="has no discriminator.keras to start from"):
         runs.train(config, str(tmp_path / "student"))
     assert not (tmp_path / "student").exists()
+
+
+def test_student_started_from_the_teacher(teacher_run):
+    # The teacher is a dense generator at width 0.5 (64-unit hidden layers); the student, at 0.25,
+    # starts as its 32 units of largest norm per layer.
+    config = config_lib.TrainConfig(
+        model="distill",
+        teacher=teacher_run,
+        student_init="teacher",
+        z_dim=16,
+        generator_kind="dense",
+        generator_width=0.25,
+    )
+    teacher = teacher_lib.load_teacher(teacher_run, config.dataset)
+    model = runs.build_distiller(config, teacher)
+    kernel = teacher.generator.get_layer("dense_0").get_weights()[0]
+    kept = np.sort(np.argsort(-np.abs(kernel).sum(0))[:32])
+    for student in (model.student, model.ema_student):
+        np.testing.assert_array_equal(student.get_layer("dense_0").get_weights()[0], kernel[:, kept])
+
+
+def test_student_init_from_another_architecture_is_refused(tiny_data_dir, teacher_run, tmp_path):
+    result = gkd_distill(
+        tmp_path / "student", tiny_data_dir, teacher_run, "--student_init=teacher", "--student_kind=conv4"
+    )
+    assert result.returncode == 1
+    assert "--student_init=teacher needs a student of the teacher's kind and depth" in result.stderr
+    assert "generator_kind='dense'" in result.stderr
+    assert not (tmp_path / "student").exists()

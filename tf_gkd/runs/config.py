@@ -25,6 +25,7 @@ MODELS = ("gan", "vae", "distill")
 MIXED_PRECISION = ("off", "mixed_float16", "mixed_bfloat16")
 LR_DECAYS = ("none", "cosine")
 FAST_LAYERS = ("auto", "off")
+STUDENT_INITS = ("random", "teacher")
 
 
 class ConfigError(ValueError):
@@ -161,6 +162,13 @@ class TrainConfig:
     )
     init_discriminator: bool = option(
         False, "Start the student's discriminator from the teacher's.", identity=("distill",)
+    )
+    student_init: str = option(
+        "random",
+        "How the student starts: random, or teacher (a narrower copy of the teacher's generator: at each layer "
+        "the channels of largest L1 norm; the student must be of the teacher's kind and depth).",
+        choices=STUDENT_INITS,
+        identity=("distill",),
     )
     pixel_loss: str = option(
         "l1", "Pixel mimicry loss.", choices=distill_losses.PIXEL_LOSSES, identity=("distill",)

@@ -20,7 +20,7 @@ from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.models import distiller as distill_lib
 from tf_gkd.models import gan as gan_lib
 from tf_gkd.models import vae as vae_lib
-from tf_gkd.networks import factory, fast
+from tf_gkd.networks import factory, narrow, fast
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import teacher as teacher_lib
 from tf_gkd.runs import vae_report
@@ -171,6 +171,15 @@ def _train(config, workdir):
                 f"Teacher {teacher.run_dir} has no {rundir.DISCRIMINATOR_FILE} to start from "
                 "(a VAE run has none): drop --init_discriminator."
             )
+        if config.student_init == "teacher":
+            teacher_net = {k: teacher.config.get(k) for k in ("generator_kind", "generator_depth")}
+            if teacher_net != {"generator_kind": config.generator_kind, "generator_depth": config.generator_depth}:
+                raise teacher_lib.TeacherError(
+                    f"--student_init=teacher needs a student of the teacher's kind and depth: teacher {teacher.run_dir} "
+                    f"has generator_kind={teacher_net['generator_kind']!r}, generator_depth="
+                    f"{teacher_net['generator_depth']}; the student generator_kind={config.generator_kind!r}, "
+                    f"generator_depth={config.generator_depth}. Pass --student_kind and --student_depth to match."
+                )
         if config.z_dim != teacher.z_dim:
             logging.info("Student z_dim set to the teacher's, %d.", teacher.z_dim)
             config = dataclasses.replace(config, z_dim=teacher.z_dim)
@@ -238,13 +247,19 @@ def _train_vae(config, workdir, images, labels):
 def build_distiller(config, teacher):
     """The `GeneratorDistiller` of `config` for a `teacher_lib.Teacher`, compiled.
 
-    `teacher.generator` is None in offline mode; the discriminator (needed by the
-    adversarial and feature terms) starts from the teacher's with `init_discriminator`.
+    The student starts from the teacher's generator with `student_init=teacher`;
+    in offline mode (`offline_pairs`) the distiller is given no teacher network
+    to run. The discriminator (needed by the adversarial and feature terms)
+    starts from the teacher's with `init_discriminator`.
     """
     keras.utils.set_random_seed(config.seed)
     student = factory.make_generator(
         config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
     )
+    if config.student_init == "teacher":
+        narrow.narrow_from(teacher.generator, student)
+    if config.offline_pairs:
+        teacher = dataclasses.replace(teacher, generator=None, encoder=None)
     discriminator = None
     if config.adversarial_weight > 0 or config.feature_weight > 0 or config.distribution_weight > 0:
         if config.init_discriminator:
@@ -322,7 +337,6 @@ def _train_distill(config, workdir, images, labels, teacher):
         # The first pairs are the fixed grid's (same latents); from here on the teacher is not used.
         pairs = pairs_lib.pairs_dataset(path, config.z_dim)
         teacher_grid = np.stack([p["teacher"] for p in pairs.take(config.num_samples).as_numpy_iterator()])
-        teacher = dataclasses.replace(teacher, generator=None, encoder=None)
     else:
         teacher_grid = np.asarray(teacher.generator(fixed_z, training=False))
     model = build_distiller(config, teacher)
