@@ -80,6 +80,15 @@ def test_conv_teacher_layout_and_conv4_student_sizes():
         (28, 28, 1),
     ]
     assert 20 < teacher.count_params() / student.count_params() < 25
+    # conv4_slim: a quarter of the maps in the projection, 19 channels at width 0.3 (the 50x student).
+    slim = factory.make_generator("conv4_slim", width=0.3)
+    assert [tuple(slim.get_layer(name).output.shape[1:]) for name in stages] == [
+        (4, 4, 4),
+        (7, 7, 19),
+        (14, 14, 19),
+        (28, 28, 1),
+    ]
+    assert 50 < teacher.count_params() / slim.count_params() < 60
 
 
 def test_conv4_is_a_generator_kind_only():

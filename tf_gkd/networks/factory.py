@@ -12,7 +12,10 @@
   third of `conv`'s per channel (16 positions instead of 49), and that projection
   is most of a small generator's parameters: at the same size a `conv4` student
   of the `conv` teacher reaches a much lower FID than a `conv` one
-  (docs/results.md).
+  (docs/results.md);
+- `conv4_slim`: `conv4` with a quarter as many 4×4 maps in the projection as
+  channels in its convolutions. The smallest students spend most of their
+  parameters on the projection of z; this moves them into the convolutions.
 
 Every generator maps z `[N, z_dim]` to images `[N, 28, 28, 1]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
@@ -37,7 +40,7 @@ from keras import layers
 
 from tf_gkd.contract import IMAGE_SHAPE
 
-KINDS = ("dense", "conv", "conv4")  # Generator kinds.
+KINDS = ("dense", "conv", "conv4", "conv4_slim")  # Generator kinds.
 # Discriminators and encoders come in the two trunks; `conv4` generators pair with `conv` ones.
 TRUNK_KINDS = ("dense", "conv")
 # The generator's final tanh layer; `with_pre_activation` reads its input.
@@ -85,7 +88,7 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
         x = _blocks_14(x, c14, depth)
     else:
         c = _channels(_CONV4_CHANNELS, width)
-        x = _project(z, (4, 4, c))
+        x = _project(z, (4, 4, c if kind == "conv4" else max(1, c // 4)))
         x = _upsample_block(x, c, "up_7", strides=1, padding="valid")  # 4 + 4 - 1 = 7.
         x = _blocks_14(_upsample_block(x, c, "up_14"), c, depth)
     if kind != "dense":
