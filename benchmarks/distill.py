@@ -112,6 +112,13 @@ def plot(table, path):
     teacher = table["teacher"]
     ax.axhline(teacher["fid"]["mean"], color="black", linestyle="--", label=f"teacher ({teacher['params']:,} params)")
     ax.set_xscale("log")
+    ax.set_yscale("log")  # Collapsed twins score far above the students.
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.set_xticks(sorted({point[0] for points in series.values() for point in points}))
+    ax.set_xticks([], minor=True)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.set_xlabel("student parameters")
     ax.set_ylabel("FID (domain classifier; lower is better)")
     ax.set_title("Students of the quickstart teacher: mean ± std over training seeds")
