@@ -22,7 +22,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import reference  # noqa: E402  (benchmarks/reference.py)
-import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 from absl import app, flags, logging  # noqa: E402
 
 from tf_gkd import rundir  # noqa: E402
@@ -30,6 +29,8 @@ from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import factory  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
+
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_teacher", "Directory of the benchmark's runs.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")

@@ -20,13 +20,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 from absl import app, flags, logging  # noqa: E402
 
 from tf_gkd import rundir  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
+
+import runs as runs_lib  # noqa: E402  (benchmarks/runs.py)
 
 flags.DEFINE_string("workdir", "runs/bench_vae", "Directory of the benchmark's runs.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
