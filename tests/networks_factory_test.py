@@ -70,25 +70,21 @@ def test_conv_teacher_layout_and_conv4_student_sizes():
         "up_14_bn",
         "up_28",
     ]
-    # conv4: 4×4 → 7×7 → 14×14 → 28×28, 16 channels at width 0.25 (the 20x student).
-    student = factory.make_generator("conv4", width=0.25)
+    # conv4: 4×4 → 7×7 → 14×14 → 28×28, 16 channels at width 0.25 (the 20x student); conv4_slim:
+    # a quarter of the maps in the projection, 19 channels at width 0.3 (the 50x student).
     stages = ["to_4x4", "up_7_lrelu", "up_14_lrelu", "images"]
-    assert [tuple(student.get_layer(name).output.shape[1:]) for name in stages] == [
-        (4, 4, 16),
-        (7, 7, 16),
-        (14, 14, 16),
-        (28, 28, 1),
-    ]
-    assert 20 < teacher.count_params() / student.count_params() < 25
-    # conv4_slim: a quarter of the maps in the projection, 19 channels at width 0.3 (the 50x student).
-    slim = factory.make_generator("conv4_slim", width=0.3)
-    assert [tuple(slim.get_layer(name).output.shape[1:]) for name in stages] == [
-        (4, 4, 4),
-        (7, 7, 19),
-        (14, 14, 19),
-        (28, 28, 1),
-    ]
-    assert 50 < teacher.count_params() / slim.count_params() < 60
+    for kind, width, (projection, channels), smaller in (
+        ("conv4", 0.25, (16, 16), (20, 25)),
+        ("conv4_slim", 0.3, (4, 19), (50, 60)),
+    ):
+        student = factory.make_generator(kind, width=width)
+        assert [tuple(student.get_layer(name).output.shape[1:]) for name in stages] == [
+            (4, 4, projection),
+            (7, 7, channels),
+            (14, 14, channels),
+            (28, 28, 1),
+        ], kind
+        assert smaller[0] < teacher.count_params() / student.count_params() < smaller[1], kind
 
 
 def test_conv4_is_a_generator_kind_only():

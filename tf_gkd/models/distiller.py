@@ -196,9 +196,13 @@ class GeneratorDistiller(keras.Model):
             metrics += self.adversary.metrics
         return metrics + self.weight_trackers
 
+    def adversary_due(self):
+        """Whether the run has reached the steps whose loss needs the adversary (if it has one)."""
+        return self.adversary is not None and int(self.step.numpy()) >= self.adversary_start
+
     def make_train_function(self, force=False):
         # The train step is traced with or without the adversary, as the run's step requires.
-        self.adversary_active = self.adversary is not None and int(self.step.numpy()) >= self.adversary_start
+        self.adversary_active = self.adversary_due()
         return super().make_train_function(force)
 
     @property
@@ -341,6 +345,6 @@ class StartAdversary(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         model = self.model
-        if not model.adversary_active and int(model.step.numpy()) >= model.adversary_start:
+        if not model.adversary_active and model.adversary_due():
             logging.info("Step %d: the discriminator joins the train step.", int(model.step.numpy()))
             model.make_train_function(force=True)

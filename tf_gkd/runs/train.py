@@ -172,13 +172,13 @@ def _train(config, workdir):
                 "(a VAE run has none): drop --init_discriminator."
             )
         if config.student_init == "teacher":
-            teacher_net = {k: teacher.config.get(k) for k in ("generator_kind", "generator_depth")}
-            if teacher_net != {"generator_kind": config.generator_kind, "generator_depth": config.generator_depth}:
+            kind, depth = teacher.config.get("generator_kind"), teacher.config.get("generator_depth")
+            if (kind, depth) != (config.generator_kind, config.generator_depth):
                 raise teacher_lib.TeacherError(
                     f"--student_init=teacher needs a student of the teacher's kind and depth: teacher {teacher.run_dir} "
-                    f"has generator_kind={teacher_net['generator_kind']!r}, generator_depth="
-                    f"{teacher_net['generator_depth']}; the student generator_kind={config.generator_kind!r}, "
-                    f"generator_depth={config.generator_depth}. Pass --student_kind and --student_depth to match."
+                    f"has generator_kind={kind!r}, generator_depth={depth}; the student generator_kind="
+                    f"{config.generator_kind!r}, generator_depth={config.generator_depth}. Pass --student_kind and "
+                    "--student_depth to match."
                 )
         if config.z_dim != teacher.z_dim:
             logging.info("Student z_dim set to the teacher's, %d.", teacher.z_dim)
