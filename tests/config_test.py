@@ -1,5 +1,6 @@
 """TrainConfig: one source of every training option — its flags, bounds, checks and run identity."""
 
+import dataclasses
 import json
 
 import pytest
@@ -60,12 +61,13 @@ def test_identity_fields_are_declared_with_the_options():
 def test_a_run_of_an_earlier_revision_resumes(tmp_path):
     # Its config.json predates the options added since: they held their defaults.
     config = config_lib.TrainConfig(model="distill", teacher="runs/teacher")
-    saved = json.loads(config.to_json())
+    saved = dataclasses.asdict(config)
     for newer in ("r1_weight", "pixel_weight_schedule", "adversarial_weight_schedule", "fast_layers"):
         del saved[newer]
     (tmp_path / rundir.CONFIG_FILE).write_text(json.dumps(saved))
     changed = config_lib.TrainConfig(model="distill", teacher="runs/teacher", r1_weight=1.0)
     with pytest.raises(config_lib.ConfigError, match="r1_weight: 0.0 in the run, 1.0 now"):
-        config_lib.write_or_check(changed, tmp_path)
-    config_lib.write_or_check(config, tmp_path)
+        config_lib.check_resume(changed, tmp_path)
+    config_lib.check_resume(config, tmp_path)
+    config_lib.record(config, tmp_path, step=100)
     assert json.loads((tmp_path / rundir.CONFIG_FILE).read_text())["r1_weight"] == 0.0

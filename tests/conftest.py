@@ -56,3 +56,28 @@ def tiny_data_dir(tiny_raw_dir, tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     datasets.prepare("fashion_mnist", data_dir=data_dir, raw_dir=str(tiny_raw_dir))
     return data_dir
+
+
+@pytest.fixture
+def tiny_gan_config(tiny_data_dir):
+    """A function of overrides → the `TrainConfig` of a tiny dense GAN on the tiny dataset (10 steps)."""
+    from tf_gkd.runs import config as config_lib
+
+    def make(**overrides):
+        values = dict(
+            data_dir=tiny_data_dir,
+            generator_kind="dense",
+            discriminator_kind="dense",
+            generator_width=0.25,
+            discriminator_width=0.25,
+            batch_size=8,
+            train_steps=10,
+            steps_per_execution=5,
+            log_every=5,
+            sample_every=10,
+            checkpoint_every=5,
+            num_samples=4,
+        )
+        return config_lib.TrainConfig(**(values | overrides))
+
+    return make

@@ -8,7 +8,8 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_gkd"
 # Each part (a folder or a top-level module of tf_gkd) with its layer, lowest first.
 LAYERS = [
-    ("contract", "files", "rundir"),  # The generator contract, atomic writes, the run-directory layout.
+    ("contract", "errors"),  # The generator contract, the failures users are told about.
+    ("files", "rundir"),  # Safe files (atomic writes, locks), the run-directory layout.
     ("distribute", "images"),
     ("data", "networks", "losses"),
     ("models", "export"),

@@ -1,7 +1,8 @@
-"""gkd-train end to end: outputs, resume after SIGKILL, NaN guard, bad flags."""
+"""gkd-train end to end: outputs, resume after SIGKILL, Ctrl-C, a locked run, NaN guard, bad flags."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_gkd import files
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import train as runs
 from tf_gkd.training import callbacks, loop
@@ -40,6 +42,17 @@ def gkd_train(workdir, data_dir, *args, wait=True):
 def latest_step(workdir):
     path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     return int(path.rsplit("-", 1)[1]) if path else None
+
+
+def start_and_wait_for_checkpoint(workdir, data_dir, args, step):
+    """A gkd-train process, once it has checkpointed `step` or later."""
+    process = gkd_train(workdir, data_dir, *args, wait=False)
+    deadline = time.time() + 120
+    while latest_step(workdir) is None or latest_step(workdir) < step:
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "no checkpoint written in time"
+        time.sleep(0.05)
+    return process
 
 
 def test_run_directory_contract(tiny_data_dir, tmp_path):
@@ -75,12 +88,7 @@ def test_run_directory_contract(tiny_data_dir, tmp_path):
 def test_resume_after_sigkill_loses_at_most_one_interval(tiny_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     args = ["--train_steps=3000", "--checkpoint_every=10", "--log_every=10", "--sample_every=1000"]
-    process = gkd_train(workdir, tiny_data_dir, *args, wait=False)
-    deadline = time.time() + 120
-    while latest_step(workdir) is None or latest_step(workdir) < 30:
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "no checkpoint written in time"
-        time.sleep(0.05)
+    process = start_and_wait_for_checkpoint(workdir, tiny_data_dir, args, 30)
     process.send_signal(signal.SIGKILL)
     process.wait()
     saved_step = latest_step(workdir)
@@ -138,21 +146,9 @@ def test_missing_data_fails_fast_with_instructions(tmp_path):
     assert time.time() - start < 60
 
 
-def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_data_dir, tmp_path):
+def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_gan_config, tmp_path):
     workdir = str(tmp_path / "run")
-    config = config_lib.TrainConfig(
-        data_dir=tiny_data_dir,
-        generator_kind="dense",
-        discriminator_kind="dense",
-        generator_width=0.25,
-        discriminator_width=0.25,
-        batch_size=8,
-        train_steps=10,
-        log_every=5,
-        sample_every=5,
-        checkpoint_every=5,
-        num_samples=4,
-    )
+    config = tiny_gan_config(steps_per_execution=1, sample_every=5)
     runs.train(config, workdir)
     checkpoint_files = {
         f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
@@ -170,3 +166,25 @@ def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_data_dir, tmp_pa
         f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
         for f in os.listdir(os.path.join(workdir, "checkpoints"))
     }
+
+
+def test_ctrl_c_stops_with_a_message_and_the_run_resumes(tiny_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    args = ["--train_steps=3000", "--checkpoint_every=10", "--log_every=10", "--sample_every=1000"]
+    process = start_and_wait_for_checkpoint(workdir, tiny_data_dir, args, 20)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    assert re.search(
+        r"Interrupted at step \d+ \(last checkpoint: step \d+\)\. Re-run the same command to resume\.", output
+    )
+
+
+def test_a_second_process_on_a_run_directory_is_refused(tiny_data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    with files.locked(files.directory_lock(workdir), "the test"):
+        result = gkd_train(workdir, tiny_data_dir, "--train_steps=10")
+    assert result.returncode == 1
+    assert f"Run directory {workdir} is in use by another process (pid {os.getpid()} on" in result.stderr
+    assert "Traceback" not in result.stderr and not workdir.exists()

@@ -172,19 +172,19 @@ def test_bad_vae_config_values_are_named(field, value):
 
 def test_identity_fields_depend_on_the_model(tmp_path):
     vae = config_lib.TrainConfig(model="vae")
-    config_lib.write_or_check(vae, tmp_path)
+    config_lib.record(vae, tmp_path, step=0)
     with pytest.raises(config_lib.ConfigError, match="likelihood: 'bernoulli' in the run, 'gaussian' now"):
-        config_lib.write_or_check(config_lib.TrainConfig(model="vae", likelihood="gaussian"), tmp_path)
-    config_lib.write_or_check(config_lib.TrainConfig(model="vae", loss="hinge"), tmp_path)  # A GAN-only field.
+        config_lib.check_resume(config_lib.TrainConfig(model="vae", likelihood="gaussian"), tmp_path)
+    config_lib.check_resume(config_lib.TrainConfig(model="vae", loss="hinge"), tmp_path)  # A GAN-only field.
 
     # A GAN run from before the VAE fields existed still resumes.
     gan_dir = tmp_path / "gan"
-    config_lib.write_or_check(config_lib.TrainConfig(), gan_dir)
+    config_lib.record(config_lib.TrainConfig(), gan_dir, step=0)
     saved = json.loads((gan_dir / "config.json").read_text())
     for name in ("encoder_kind", "encoder_width", "encoder_depth", "likelihood", "gaussian_sigma", "beta"):
         del saved[name]
     (gan_dir / "config.json").write_text(json.dumps(saved))
-    config_lib.write_or_check(config_lib.TrainConfig(encoder_kind="dense"), gan_dir)
+    config_lib.check_resume(config_lib.TrainConfig(encoder_kind="dense"), gan_dir)
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,36 @@
-"""Atomic writes: a reader never sees half a file, and a crash never clobbers the previous one.
+"""Safe files: atomic writes, directory locks, and the clean-up of what killed processes left.
 
 Every file tf_gkd writes for others to read (configs, reports, models, figures,
 teacher pairs) goes through `atomic_path`, and every directory written as a
 whole (an export) through `atomic_directory`: the writer writes to a unique
 temporary name in the same directory (so on the same file system) and the
 result is renamed over the destination, which POSIX makes atomic.
+
+A directory that one process writes at a time (a run, an export, a prepared
+dataset, a pipeline) is held with `locked`: a second process is refused at
+once with the holder's pid, host and start time. The lock is the operating
+system's (`flock`), so it dies with its process: a killed holder leaves no
+stale lock, only its record, and the next holder says whose lock it took
+over. Under the lock, `remove_leftovers` deletes the temporary files a killed
+writer left behind.
 """
 
 import contextlib
+import datetime
+import fcntl
 import json
 import os
+import re
 import shutil
+import socket
 import uuid
+
+from absl import logging
+
+from tf_gkd import errors
+
+LOCK_FILE = ".lock"  # In a locked directory (an export's is beside it: `.<name>.lock`).
+_TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{32}-")  # atomic_path's temporary files.
 
 
 @contextlib.contextmanager
@@ -75,3 +94,122 @@ def atomic_directory(path, before_replace=None):
             os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # Gone already after a successful rename.
+
+
+def _holder():
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now().isoformat(" ", "seconds"),
+    }
+
+
+def _describe(holder):
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+
+
+@contextlib.contextmanager
+def locked(lock_path, what):
+    """Holds the lock file `lock_path` for the body; `what` names the locked thing in messages.
+
+    The file exists only while it is held (a directory created for it alone is
+    removed with it), except after a killed holder: the next holder finds its
+    record there and says so.
+
+    Raises:
+      LockedError: another process holds it; the message names that process.
+    """
+    directory = os.path.dirname(os.path.abspath(lock_path))
+    created = not os.path.isdir(directory)
+    os.makedirs(directory, exist_ok=True)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise errors.LockedError(
+                f"{what} is in use by another process ({_describe(holder)}). Wait for it to finish, or stop it, "
+                "then re-run."
+            ) from None
+        # The holder before may have removed the file between our open and our lock: lock the one at the path.
+        if _same_file(fd, lock_path):
+            break
+        os.close(fd)
+    try:
+        previous = _read_holder(fd)
+        if previous:  # A holder that ends removes the file: this one was killed.
+            logging.warning(
+                "Took over the lock of %s from a process that ended without releasing it (%s).",
+                what,
+                _describe(previous),
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+        yield
+    finally:
+        os.remove(lock_path)  # While still locked, so that no one locks the file on its way out.
+        os.close(fd)
+        if created and not os.listdir(directory):
+            os.rmdir(directory)
+
+
+def _same_file(fd, path):
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _read_holder(fd):
+    try:
+        return json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+
+
+def directory_lock(directory):
+    """The lock file of a directory that is written in place (a run, a prepared dataset, a pipeline)."""
+    return os.path.join(directory, LOCK_FILE)
+
+
+def sibling_lock(path):
+    """The lock file of a directory that is replaced as a whole (an export): beside it, `.<name>.lock`."""
+    parent, name = os.path.split(os.path.abspath(path))
+    return os.path.join(parent, f".{name}{LOCK_FILE}")
+
+
+def remove_leftovers(directory, replaced=None):
+    """Removes what killed writers left in `directory`; call it holding the lock of what it cleans.
+
+    Without `replaced`: `atomic_path`'s temporary files in `directory` (hold
+    the directory's lock). With `replaced`, the name of a directory in
+    `directory` written with `atomic_directory`: only its temporary
+    directories (hold its `sibling_lock`); a previous version of it that a
+    killed swap had moved aside is put back. Returns the names removed.
+    """
+    if not os.path.isdir(directory):
+        return []
+    if replaced is None:
+        pattern = _TEMPORARY
+    else:
+        pattern = re.compile(rf"\.{re.escape(replaced)}\.tmp-[0-9a-f]{{32}}(\.old)?$")
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        match = pattern.match(name)
+        if not match:
+            continue
+        path = os.path.join(directory, name)
+        if replaced is not None and match.group(1) and not os.path.lexists(os.path.join(directory, replaced)):
+            os.rename(path, os.path.join(directory, replaced))
+            logging.warning("Put back %s, moved aside by a process killed while replacing it.", replaced)
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        removed.append(name)
+    if removed:
+        logging.info("Removed what a killed process left in %s: %s.", directory, ", ".join(removed))
+    return removed

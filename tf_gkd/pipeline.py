@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from tf_gkd import files, rundir
+from tf_gkd import errors, files, rundir
 
 TEACHER_DIR = "teacher"
 STUDENTS_DIR = "students"
@@ -44,7 +44,7 @@ BINARIES = {
 }
 
 
-class StageError(RuntimeError):
+class StageError(errors.Error, RuntimeError):
     """A stage's binary failed; the message names the stage and its command."""
 
 

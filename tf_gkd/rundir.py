@@ -1,6 +1,8 @@
 """The layout of a run directory: the one place that names its files.
 
-    config.json          the resolved configuration (`tf_gkd.runs.config`)
+    .lock                while a process uses the run (`tf_gkd.files.locked`)
+    config.json          the resolved configuration (`tf_gkd.runs.config`), written
+                           once every check has passed, as training starts
     checkpoints/         tf.train.Checkpoint files: networks, optimizers, RNG state
     tb/                  TensorBoard events
     samples/             PNG grids of fixed-z samples (and a VAE's latent pictures)

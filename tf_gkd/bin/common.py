@@ -11,12 +11,8 @@ import sys
 
 from absl import app, flags, logging
 
-from tf_gkd.data import datasets
-from tf_gkd.networks import io as model_io
 from tf_gkd.runs import config as config_lib
-from tf_gkd.runs import teacher as teacher_lib
 from tf_gkd.runs import train as train_lib
-from tf_gkd.training import callbacks
 
 # The data options of every binary that reads a dataset.
 DATA_FIELDS = ("dataset", "data_dir", "raw_data_dir", "download")
@@ -56,23 +52,9 @@ def config_from_flags(flag_values=flags.FLAGS, **overrides):
         raise app.UsageError(f"--{e.field}: {e}" if e.field else str(e)) from None
 
 
-# What a training run reports as an error message (exit status 1) rather than a traceback.
-TRAINING_ERRORS = (
-    datasets.DataError,
-    config_lib.ConfigError,
-    callbacks.NonFiniteLossError,
-    teacher_lib.TeacherError,
-    model_io.GeneratorLoadError,
-)
-
-
 def train(config, workdir):
-    """Trains (or resumes) `config`'s run in `workdir`; an unusable configuration, data or teacher exits 1."""
-    try:
-        train_lib.train(config, workdir)
-    except TRAINING_ERRORS as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    """Trains (or resumes) `config`'s run in `workdir`."""
+    train_lib.train(config, workdir)
     logging.info("Done: %s", workdir)
 
 

@@ -12,10 +12,9 @@ distillation must beat. Re-running on the same --workdir resumes from its
 last checkpoint. docs/flags.md lists every flag.
 """
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
-
+from tf_gkd import errors
 from tf_gkd.bin import common
 from tf_gkd.runs import teacher as teacher_lib
 
@@ -37,18 +36,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     overrides = {"model": "gan" if FLAGS.baseline else "distill"}
     if not FLAGS["dataset"].present:
-        try:
-            overrides["dataset"] = teacher_lib.read_config(FLAGS.teacher).get("dataset")
-        except teacher_lib.TeacherError as e:
-            logging.error("%s", e)
-            sys.exit(1)
+        overrides["dataset"] = teacher_lib.read_config(FLAGS.teacher).get("dataset")
     common.train(common.config_from_flags(**overrides), FLAGS.workdir)
 
 
 def run():
     flags.mark_flags_as_required(["workdir", "teacher"])
     common.help_from(__name__)
-    app.run(main)
+    app.run(errors.with_messages(main))
 
 
 if __name__ == "__main__":

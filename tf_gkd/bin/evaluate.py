@@ -27,9 +27,9 @@ classifier of the dataset (trained once and cached in --classifier_dir).
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from tf_gkd import files, rundir
+from tf_gkd import errors, files, rundir
 from tf_gkd.bin import common, evaluator_flags
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import compare, evaluate, report
@@ -91,17 +91,12 @@ def default_output(generator_path):
 def _score_one(path, seed):
     """One generator, no report: scores printed and written as JSON (eval.json by default)."""
     output = FLAGS.output or default_output(path)
-    try:
-        generator = model_io.load_generator(path)  # First: a wrong path fails in seconds.
-    except model_io.GeneratorLoadError as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    generator = model_io.load_generator(path)  # First: a wrong path fails in seconds.
     evaluator = evaluator_flags.load_evaluator(FLAGS.precision_recall_k, FLAGS.batch_size)
     try:
         scores = evaluator.evaluate(generator, FLAGS.num_samples, seed)
     except evaluate.NonFiniteSamplesError as e:
-        logging.error("%s: %s", path, e)
-        sys.exit(1)
+        raise evaluate.NonFiniteSamplesError(f"{path}: {e}") from None
     result = {
         "generator": os.path.abspath(path),
         "dataset": FLAGS.dataset,
@@ -111,11 +106,7 @@ def _score_one(path, seed):
         "z_dim": model_io.z_dim(generator),
         **scores,
     }
-    try:
-        files.write_json(result, output)
-    except OSError as e:
-        logging.error("Cannot write %s: %s", output, e)
-        sys.exit(1)
+    files.write_json(result, output)
 
     print(f"{'generator':>18s}  {path}")
     print(f"{'extractor':>18s}  {result['extractor']} (test accuracy {result['classifier_test_accuracy']:.4f})")
@@ -143,11 +134,7 @@ def _compare(specs, seeds):
         latency_min_seconds=FLAGS.latency_min_seconds,
         exports_dir=FLAGS.exports_dir,
     )
-    try:
-        result = report.write(comparison, FLAGS.output_dir)
-    except OSError as e:
-        logging.error("Cannot write the report in %s: %s", FLAGS.output_dir, e)
-        sys.exit(1)
+    result = report.write(comparison, FLAGS.output_dir)
 
     latency = f"batch_{min(comparison.settings['latency']['batch_sizes'])}"
     print(f"{'model':20s} {'role':9s} {'params':>10s} {'FID':>16s} {'PSNR dB':>14s} {'ms/img ' + latency:>16s}")
@@ -186,7 +173,7 @@ def main(argv):
 def run():
     flags.mark_flag_as_required("generator")
     common.help_from(__name__)
-    app.run(main)
+    app.run(errors.with_messages(main))
 
 
 if __name__ == "__main__":

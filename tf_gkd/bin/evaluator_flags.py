@@ -5,12 +5,8 @@ evaluation: the domain classifier that scores FID is never a training signal
 (tests/evaluator_separation_test.py).
 """
 
-import sys
+from absl import flags
 
-from absl import flags, logging
-
-from tf_gkd.data import datasets
-from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
 
 
@@ -23,16 +19,12 @@ def define_classifier_dir_flag(flag_values=flags.FLAGS):
 
 def load_evaluator(precision_recall_k=None, batch_size=500):
     """The evaluator of --dataset's test split and --classifier_dir's classifier; exits 1 if either is unavailable."""
-    try:
-        return evaluate.load_evaluator(
-            flags.FLAGS.dataset,
-            flags.FLAGS.classifier_dir,
-            flags.FLAGS.data_dir,
-            flags.FLAGS.raw_data_dir,
-            flags.FLAGS.download,
-            batch_size=batch_size,
-            precision_recall_k=precision_recall_k,
-        )
-    except (datasets.DataError, classifier_lib.ClassifierError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    return evaluate.load_evaluator(
+        flags.FLAGS.dataset,
+        flags.FLAGS.classifier_dir,
+        flags.FLAGS.data_dir,
+        flags.FLAGS.raw_data_dir,
+        flags.FLAGS.download,
+        batch_size=batch_size,
+        precision_recall_k=precision_recall_k,
+    )

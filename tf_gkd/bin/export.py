@@ -10,13 +10,12 @@ nothing is left at --export_dir.
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
+from tf_gkd import errors
 from tf_gkd.bin import common, evaluator_flags
-from tf_gkd.evaluation import evaluate
-from tf_gkd.export import exporter, runtime, tflite
+from tf_gkd.export import exporter, tflite
 from tf_gkd.networks import io as model_io
 
 flags.DEFINE_string(
@@ -53,22 +52,12 @@ def main(argv):
         raise app.UsageError(
             f"--variants must be some of {','.join(tflite.VARIANTS)}. Received: --variants={','.join(variants)}"
         )
-    try:
-        exporter.check_destination(export_dir, FLAGS.overwrite)  # First: a refusal costs nothing.
-        generator = model_io.load_generator(FLAGS.generator)
-        evaluator = None if FLAGS.skip_fid else evaluator_flags.load_evaluator()
-        report = exporter.export_generator(
-            generator, export_dir, FLAGS.name, variants, FLAGS.overwrite, evaluator, FLAGS.num_samples, FLAGS.seed
-        )
-    except (
-        exporter.ExportError,
-        runtime.TFLiteLoadError,
-        model_io.GeneratorLoadError,
-        evaluate.NonFiniteSamplesError,
-        OSError,
-    ) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    exporter.check_destination(export_dir, FLAGS.overwrite)  # First: a refusal costs nothing.
+    generator = model_io.load_generator(FLAGS.generator)
+    evaluator = None if FLAGS.skip_fid else evaluator_flags.load_evaluator()
+    report = exporter.export_generator(
+        generator, export_dir, FLAGS.name, variants, FLAGS.overwrite, evaluator, FLAGS.num_samples, FLAGS.seed
+    )
 
     print(
         f"{'file':22s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
@@ -93,7 +82,7 @@ def main(argv):
 
 def run():
     flags.mark_flags_as_required(["generator", "name"])
-    app.run(main)
+    app.run(errors.with_messages(main))
 
 
 if __name__ == "__main__":

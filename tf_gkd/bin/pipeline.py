@@ -14,11 +14,10 @@ fails, keeping every finished stage.
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
-from tf_gkd import pipeline
+from tf_gkd import errors, files, pipeline
 from tf_gkd.bin import common, evaluator_flags
 
 flags.DEFINE_string("workdir", None, "Directory of the pipeline: one subdirectory per stage.")
@@ -94,16 +93,13 @@ def main(argv):
             print(f"   command: {' '.join(stage.command())}")
         return
     times = {}
-    for i, stage in enumerate(stages, 1):
-        if stage.done():
-            logging.info("Stage %d/%d %s: done, skipped.", i, len(stages), stage.name)
-            continue
-        logging.info("Stage %d/%d %s.", i, len(stages), stage.name)
-        try:
+    with files.locked(files.directory_lock(FLAGS.workdir), f"Pipeline directory {FLAGS.workdir}"):
+        for i, stage in enumerate(stages, 1):
+            if stage.done():
+                logging.info("Stage %d/%d %s: done, skipped.", i, len(stages), stage.name)
+                continue
+            logging.info("Stage %d/%d %s.", i, len(stages), stage.name)
             times[stage.name] = pipeline.run_stage(stage, log=lambda line: print(line, flush=True))
-        except pipeline.StageError as e:
-            logging.error("%s", e)
-            sys.exit(1)
     print("\nStage wall times (this invocation):")
     for name, seconds in times.items():
         print(f"  {name:16s} {seconds / 60:6.1f} min")
@@ -117,7 +113,7 @@ def main(argv):
 def run():
     flags.mark_flag_as_required("workdir")
     common.help_from(__name__)
-    app.run(main)
+    app.run(errors.with_messages(main))
 
 
 if __name__ == "__main__":

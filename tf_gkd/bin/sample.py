@@ -8,11 +8,9 @@ TensorFlow, so an app developer can copy it as is. A file beside its
 `export_report.json` is checked against the SHA-256 recorded there first.
 """
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
-
-from tf_gkd import contract, images
+from tf_gkd import contract, errors, images
 from tf_gkd.export import runtime
 
 flags.DEFINE_string("tflite", None, "A .tflite generator written by gkd-export.")
@@ -27,19 +25,15 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out.lower().endswith(".png"):
         raise app.UsageError(f"--out must be a .png file. Received: --out={FLAGS.out}")
-    try:
-        model = runtime.TFLiteGenerator(FLAGS.tflite)
-        samples = model(contract.latents(FLAGS.num, model.z_dim, FLAGS.seed))
-        images.save_grid_png(samples, FLAGS.out)
-    except (runtime.TFLiteLoadError, OSError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    model = runtime.TFLiteGenerator(FLAGS.tflite)
+    samples = model(contract.latents(FLAGS.num, model.z_dim, FLAGS.seed))
+    images.save_grid_png(samples, FLAGS.out)
     print(f"Wrote {FLAGS.num} samples of {FLAGS.tflite} to {FLAGS.out}")
 
 
 def run():
     flags.mark_flags_as_required(["tflite", "out"])
-    app.run(main)
+    app.run(errors.with_messages(main))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the flags below their help and bounds (docs/flags.md lists them all).
 
 from absl import app, flags
 
+from tf_gkd import errors
 from tf_gkd.bin import common
 
 flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, TensorBoard, samples, models.")
@@ -26,7 +27,7 @@ def main(argv):
 def run():
     flags.mark_flag_as_required("workdir")
     common.help_from(__name__)
-    app.run(main)
+    app.run(errors.with_messages(main))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ caller asks for `download=True`.
 
 import functools
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +20,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
+from tf_gkd import errors, files
 from tf_gkd.data import idx
 
 PREFETCH_BATCHES = 2  # Batches the training pipelines prepare ahead of the train step.
@@ -34,9 +36,10 @@ DEFAULT_RAW_DIRS = {
     "mnist": None,
 }
 DATASETS = tuple(_BUILDERS)
+_INCOMPLETE_PREFIX = "incomplete."  # tfds's temporary folders while it prepares a dataset.
 
 
-class DataError(RuntimeError):
+class DataError(errors.Error, RuntimeError):
     """The dataset cannot be loaded; the message says how to get it."""
 
 
@@ -89,19 +92,27 @@ def prepare(name, data_dir=None, raw_dir=None, download=False):
     builder = tfds.builder(name, data_dir=data_dir)
     if builder.is_prepared():
         return builder
-    if raw_dir and idx.has_raw_files(raw_dir):
-        logging.info("Preparing %s in %s from the IDX files in %s.", name, builder.data_dir, raw_dir)
+    has_raw = raw_dir and idx.has_raw_files(raw_dir)
+    if has_raw:
         for split in ("train", "test"):
             try:
                 idx.read_split(raw_dir, split)  # Validate before tfds writes anything.
             except idx.IdxError as e:
                 raise DataError(str(e)) from None
-        local = _local_builder_class(name)(raw_dir=raw_dir, data_dir=data_dir)
-        local.download_and_prepare()
-        return tfds.builder(name, data_dir=data_dir)
-    if download:
-        builder.download_and_prepare()
-        return builder
+    if has_raw or download:
+        # One process prepares a dataset at a time; what a killed one left is removed first.
+        dataset_dir = os.path.dirname(builder.data_dir)
+        with files.locked(files.sibling_lock(dataset_dir), f"Dataset {name} in {dataset_dir}"):
+            builder = tfds.builder(name, data_dir=data_dir)
+            if builder.is_prepared():  # By the process that held the lock before.
+                return builder
+            _remove_incomplete(dataset_dir)
+            if has_raw:
+                logging.info("Preparing %s in %s from the IDX files in %s.", name, builder.data_dir, raw_dir)
+                _local_builder_class(name)(raw_dir=raw_dir, data_dir=data_dir).download_and_prepare()
+                return tfds.builder(name, data_dir=data_dir)
+            builder.download_and_prepare()
+            return builder
     hint = {
         "fashion_mnist": (
             "install the raw files with `apt-get install -y dataset-fashion-mnist` "
@@ -115,6 +126,15 @@ def prepare(name, data_dir=None, raw_dir=None, download=False):
     }[name]
     where = f"raw directory {raw_dir!r} lacks the IDX files" if raw_dir else "no raw directory given"
     raise DataError(f"Dataset {name!r} is not prepared in {builder.data_dir} and {where}. To get it, {hint}")
+
+
+def _remove_incomplete(dataset_dir):
+    """Removes tfds's `incomplete.*` folders in `dataset_dir`: a preparation that was killed."""
+    if os.path.isdir(dataset_dir):
+        for name in os.listdir(dataset_dir):
+            if name.startswith(_INCOMPLETE_PREFIX):
+                shutil.rmtree(os.path.join(dataset_dir, name))
+                logging.info("Removed %s, left by a preparation that did not finish.", os.path.join(dataset_dir, name))
 
 
 def load_numpy(name, split, data_dir=None, raw_dir=None, download=False):

@@ -13,6 +13,9 @@ import zlib
 
 import numpy as np
 
+from tf_gkd import errors
+from tf_gkd.contract import IMAGE_SHAPE
+
 _UBYTE = 0x08
 
 # The four files of an MNIST-style dataset, as Debian and the original sites name them.
@@ -24,7 +27,7 @@ RAW_FILES = {
 }
 
 
-class IdxError(ValueError):
+class IdxError(errors.Error, ValueError):
     """A raw IDX file is missing, truncated or not in the IDX format."""
 
 
@@ -84,6 +87,11 @@ def read_split(raw_dir, split):
         )
     if len(images) != len(labels):
         raise IdxError(f"{raw_dir}: {len(images)} {split} images but {len(labels)} labels.")
+    if images.shape[1:] != IMAGE_SHAPE[:2]:
+        raise IdxError(
+            f"{os.path.join(raw_dir, RAW_FILES[f'{split}_images'])} holds {images.shape[1]}x{images.shape[2]} images; "
+            f"tf_gkd's datasets are {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}: pass --raw_data_dir with MNIST-style files."
+        )
     return images[..., None], labels.astype(np.int64)
 
 

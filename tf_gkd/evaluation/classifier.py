@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from tf_gkd import files
+from tf_gkd import errors, files
 from tf_gkd.contract import IMAGE_SHAPE
 from tf_gkd.data import datasets
 from tf_gkd.models import classifier as classifier_models
@@ -33,7 +33,7 @@ DEFAULT_EPOCHS = classifier_models.DEFAULT_EPOCHS
 DEFAULT_BATCH_SIZE = classifier_models.DEFAULT_BATCH_SIZE
 
 
-class ClassifierError(RuntimeError):
+class ClassifierError(errors.Error, RuntimeError):
     """The cached classifier cannot be used; the message says which files to delete."""
 
 

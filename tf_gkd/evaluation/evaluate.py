@@ -13,7 +13,7 @@ same seed and z_dim sees exactly the same z.
 import numpy as np
 import tqdm
 
-from tf_gkd import contract
+from tf_gkd import contract, errors
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import metrics
@@ -23,7 +23,7 @@ from tf_gkd.networks import io as model_io
 _PROGRESS_MIN_BATCHES = 5
 
 
-class NonFiniteSamplesError(ValueError):
+class NonFiniteSamplesError(errors.Error, ValueError):
     """A generator produced NaN or Inf, which no metric can score."""
 
 

@@ -169,12 +169,17 @@ def export_generator(
       ExportError: the destination exists (without `overwrite`), a conversion
         fails, or a file fails its verification. Nothing is then left at
         `export_dir` (an export being replaced is kept as it was).
+      LockedError: another process is exporting to `export_dir`.
     """
     unknown = sorted(set(variants) - set(tflite.VARIANTS))
     if unknown or not variants:
         raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
-    check_destination(export_dir, overwrite)
-    # Checked again before the swap: another process may have written the destination meanwhile.
-    with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
-        report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed)
+    # One process exports to a directory at a time; the temporary folders of a killed one are removed first.
+    with files.locked(files.sibling_lock(export_dir), f"Export directory {export_dir}"):
+        parent, base = os.path.split(os.path.abspath(export_dir))
+        files.remove_leftovers(parent, replaced=base)
+        check_destination(export_dir, overwrite)
+        # Checked again before the swap: a process that does not lock (a user) may have written it meanwhile.
+        with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
+            report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed)
     return report

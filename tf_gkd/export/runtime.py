@@ -20,12 +20,13 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from tf_gkd import errors
 from tf_gkd.contract import IMAGE_SHAPE, latents
 
 REPORT_FILE = "export_report.json"
 
 
-class TFLiteLoadError(ValueError):
+class TFLiteLoadError(errors.Error, ValueError):
     """A path does not hold a usable `.tflite` generator; the message names it."""
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
-from tf_gkd import contract
+from tf_gkd import contract, errors
 from tf_gkd.export import runtime
 from tf_gkd.networks import io as model_io
 
@@ -59,7 +59,7 @@ CALIBRATION_BATCH = 50
 CALIBRATION_SEED = 20_000
 
 
-class ExportError(RuntimeError):
+class ExportError(errors.Error, RuntimeError):
     """An export cannot be made or fails its verification; the message names the file."""
 
 

@@ -13,11 +13,15 @@ import zipfile
 
 import keras
 
-from tf_gkd import files, rundir
+from tf_gkd import errors, files, rundir
 from tf_gkd.contract import IMAGE_SHAPE
 
 
-class GeneratorLoadError(ValueError):
+class ModelLoadError(errors.Error, ValueError):
+    """A path does not hold a Keras model that loads."""
+
+
+class GeneratorLoadError(ModelLoadError):
     """A path does not hold a generator z [N, z_dim] → images [N, 28, 28, 1]."""
 
 
@@ -47,6 +51,29 @@ def generator_file(path):
     return found[0]
 
 
+def load_model_file(path, error=ModelLoadError, what="model"):
+    """The Keras model of the `.keras` file at `path`, loaded with `safe_mode=True` and `compile=False`.
+
+    Raises:
+      ModelLoadError (or `error`, a subclass): naming the file (`what` it should
+        hold) and what is wrong with it.
+    """
+    if not os.path.exists(path):
+        raise error(f"No {what} at {path}: the file does not exist.")
+    if not path.endswith(".keras"):
+        raise error(f"{path} is not a .keras file: save the {what} with model.save('name.keras').")
+    # Keras reports a corrupt archive as "File not found", which misleads; say it plainly.
+    if not zipfile.is_zipfile(path):
+        raise error(f"{path} is not a valid .keras archive (truncated or corrupt file?).")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many types for a bad or unsafe archive; all mean the same here.
+        raise error(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: {e}).") from None
+    if not isinstance(model, keras.Model):
+        raise error(f"{path} holds a {type(model).__name__}, not a Keras model.")
+    return model
+
+
 def load_generator(path):
     """Loads a generator saved by tf_gkd (or any Keras model meeting the contract).
 
@@ -59,19 +86,7 @@ def load_generator(path):
       GeneratorLoadError: naming the file and what is wrong with it.
     """
     path = generator_file(path)
-    if not os.path.exists(path):
-        raise GeneratorLoadError(f"No generator at {path}: the file does not exist.")
-    if not path.endswith(".keras"):
-        raise GeneratorLoadError(f"{path} is not a .keras file: save the generator with model.save('name.keras').")
-    # Keras reports a corrupt archive as "File not found", which misleads; say it plainly.
-    if not zipfile.is_zipfile(path):
-        raise GeneratorLoadError(f"{path} is not a valid .keras archive (truncated or corrupt file?).")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # Keras raises many types for a bad archive; all mean the same here.
-        raise GeneratorLoadError(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: {e}).") from None
-    if not isinstance(model, keras.Model):
-        raise GeneratorLoadError(f"{path} holds a {type(model).__name__}, not a Keras model.")
+    model = load_model_file(path, GeneratorLoadError, "generator")
     inputs, outputs = model.inputs or [], model.outputs or []
     if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[1] is None:
         shapes = [tuple(x.shape) for x in inputs]

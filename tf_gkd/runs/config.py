@@ -13,7 +13,9 @@ import json
 import os
 import types
 
-from tf_gkd import distribute, files, rundir
+from absl import logging
+
+from tf_gkd import distribute, errors, files, rundir
 from tf_gkd.data import datasets
 from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import gan as gan_losses
@@ -28,7 +30,7 @@ FAST_LAYERS = ("auto", "off")
 STUDENT_INITS = ("random", "teacher")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.Error, ValueError):
     """A configuration value is invalid, or disagrees with the run being resumed.
 
     `field` names the offending option when there is one (binaries name its flag).
@@ -307,9 +309,6 @@ class TrainConfig:
                 name,
             )
 
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
 
 def _check_field(field, value):
     """Raises ConfigError unless `value` is among the field's choices and within its bounds."""
@@ -334,27 +333,76 @@ def identity_fields(model):
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if model in f.metadata["identity"])
 
 
-def write_or_check(config, workdir):
-    """Writes `config.json` into a new workdir, or checks a resumed run against it.
+RESUMES_KEY = "resumes"  # In config.json: the changes each resume made, with the step they took effect.
 
-    A resumed run may change how long or how it runs (steps, logging, speed
-    options) but not what it trains: that would silently mix two experiments.
-    An option that a run's `config.json` lacks was added since: the run was
-    made with its default.
-    """
+
+def read_saved(workdir):
+    """The `config.json` of the run in `workdir` as a dict, or None when there is none."""
     path = os.path.join(workdir, rundir.CONFIG_FILE)
-    if os.path.exists(path):
+    if not os.path.exists(path):
+        return None
+    try:
         with open(path) as f:
             saved = json.load(f)
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        changed = [
-            f"{name}: {saved.get(name, defaults[name])!r} in the run, {getattr(config, name)!r} now"
-            for name in identity_fields(config.model)
-            if saved.get(name, defaults[name]) != getattr(config, name)
-        ]
-        if changed:
-            raise ConfigError(
-                f"{workdir} holds a run with another configuration ({'; '.join(changed)}). "
-                "Use a new --workdir, or the run's own flags to resume it."
-            )
-    files.write_text(config.to_json() + "\n", path)
+    except ValueError as e:
+        raise ConfigError(
+            f"{path} is not valid JSON ({e}): restore it from a backup, or use a new --workdir."
+        ) from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} is not a configuration (a JSON object): restore it, or use a new --workdir.")
+    return saved
+
+
+def check_resume(config, workdir):
+    """Checks that `config` may resume the run in `workdir` (if it holds one); writes nothing.
+
+    A resumed run may change how long or how it runs (steps, logging, learning
+    rates, seed, speed options) but not what it trains: that would silently mix
+    two experiments. An option that a run's `config.json` lacks was added
+    since: the run was made with its default.
+    """
+    saved = read_saved(workdir)
+    if saved is None:
+        return
+    changes = _changes(saved, config, identity_fields(config.model))
+    changed = [f"{name}: {was!r} in the run, {now!r} now" for name, (was, now) in changes]
+    if changed:
+        raise ConfigError(
+            f"{workdir} holds a run with another configuration ({'; '.join(changed)}). "
+            "Use a new --workdir, or the run's own flags to resume it."
+        )
+
+
+def _changes(saved, config, names):
+    """[(name, (saved value, config's value))] of the fields `names` that differ."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return [
+        (name, (saved.get(name, defaults[name]), getattr(config, name)))
+        for name in names
+        if saved.get(name, defaults[name]) != getattr(config, name)
+    ]
+
+
+def record(config, workdir, step):
+    """Writes `config.json` as training starts at `step` (after `check_resume`); returns this resume's changes.
+
+    A run resumed with other options (say, a learning rate or more steps) keeps
+    the history in the file: `resumes` lists each resume's changed options
+    ({name: [before, after]}) with the step at which they took effect, and the
+    changes are logged. Before the first step nothing has trained yet, so the
+    file is simply replaced.
+    """
+    saved = read_saved(workdir) or {}
+    resumes = list(saved.get(RESUMES_KEY, []))
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    changes = {name: list(values) for name, values in _changes(saved, config, names)} if saved and step else {}
+    if changes:
+        resumes.append({"step": step, "changes": changes})
+        logging.info(
+            "Resuming at step %d with changed options: %s.",
+            step,
+            ", ".join(f"{name} {was!r} → {now!r}" for name, (was, now) in changes.items()),
+        )
+    values = dataclasses.asdict(config) | ({RESUMES_KEY: resumes} if resumes else {})
+    files.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n", os.path.join(workdir, rundir.CONFIG_FILE))
+    return changes

@@ -13,9 +13,10 @@ import keras
 
 from tf_gkd import rundir
 from tf_gkd.networks import io as model_io
+from tf_gkd import errors
 
 
-class TeacherError(ValueError):
+class TeacherError(errors.Error, ValueError):
     """The --teacher path is not a usable teacher run."""
 
 
@@ -43,8 +44,14 @@ def read_config(run_dir):
     path = os.path.join(run_dir, rundir.CONFIG_FILE)
     if not os.path.exists(path):
         raise TeacherError(f"Teacher {run_dir} has no {rundir.CONFIG_FILE}: it is not a gkd-train run directory.")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except ValueError as e:
+        raise TeacherError(f"Teacher {path} is not valid JSON ({e}): restore it, or train the teacher again.") from None
+    if not isinstance(config, dict):
+        raise TeacherError(f"Teacher {path} is not a configuration (a JSON object): restore it.")
+    return config
 
 
 def load_teacher(run_dir, dataset):
@@ -69,9 +76,11 @@ def load_teacher(run_dir, dataset):
     encoder = None
     encoder_path = os.path.join(run_dir, rundir.ENCODER_FILE)
     if os.path.exists(encoder_path):
-        encoder = keras.saving.load_model(encoder_path, safe_mode=True, compile=False)
+        encoder = _load_network(encoder_path)
         encoder.trainable = False
     discriminator_path = os.path.join(run_dir, rundir.DISCRIMINATOR_FILE)
+    if os.path.exists(discriminator_path):
+        _load_network(discriminator_path)  # Checked now; a student that starts from it loads it again.
     return Teacher(
         run_dir=run_dir,
         config=config,
@@ -79,3 +88,12 @@ def load_teacher(run_dir, dataset):
         encoder=encoder,
         discriminator_path=discriminator_path if os.path.exists(discriminator_path) else None,
     )
+
+
+
+def _load_network(path):
+    """The Keras model at `path`; a file that does not load is a `TeacherError` naming it."""
+    try:
+        return model_io.load_model_file(path)
+    except model_io.ModelLoadError as e:
+        raise TeacherError(f"Teacher file {e} Restore it, or train the teacher again.") from None

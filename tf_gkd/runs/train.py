@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import contract, distribute, rundir
+from tf_gkd import contract, distribute, files, rundir
 from tf_gkd.data import datasets
 from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.models import distiller as distill_lib
@@ -143,18 +143,30 @@ def build_vae(config):
 def train(config, workdir):
     """Trains (or resumes) the model of `config` in `workdir`; returns it.
 
+    The run directory is locked for the whole run, and nothing but its lock
+    is written into it until every check (configuration, data, teacher,
+    checkpoints) has passed: a run that fails early leaves no config behind.
+
     Raises:
-      ConfigError, DataError, TeacherError, GeneratorLoadError: before training
-        starts, when the configuration, the data or the teacher is unusable.
+      ConfigError, DataError, TeacherError, GeneratorLoadError, ResumeError:
+        before training starts, when the configuration, the data, the teacher
+        or the run's checkpoints are unusable.
+      LockedError: another process is using `workdir`.
       NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
+      Interrupted: Ctrl-C.
     """
-    strategy = distribute.make_strategy(config.strategy)
-    if strategy.num_replicas_in_sync > 1:
-        logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
-    # Every network (the teacher's too), optimizer and metric is created in the
-    # scope, so that each replica holds a copy.
-    with strategy.scope():
-        return _train(config, workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory: choose another --workdir.")
+    with files.locked(files.directory_lock(workdir), f"Run directory {workdir}"):
+        for directory in (workdir, os.path.join(workdir, rundir.SAMPLES_DIR)):
+            files.remove_leftovers(directory)
+        strategy = distribute.make_strategy(config.strategy)
+        if strategy.num_replicas_in_sync > 1:
+            logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
+        # Every network (the teacher's too), optimizer and metric is created in the
+        # scope, so that each replica holds a copy.
+        with strategy.scope():
+            return _train(config, workdir)
 
 
 def _train(config, workdir):
@@ -183,7 +195,7 @@ def _train(config, workdir):
         if config.z_dim != teacher.z_dim:
             logging.info("Student z_dim set to the teacher's, %d.", teacher.z_dim)
             config = dataclasses.replace(config, z_dim=teacher.z_dim)
-    config_lib.write_or_check(config, workdir)
+    config_lib.check_resume(config, workdir)
     set_precision(config.mixed_precision)
     images, labels = load_split(config, "train")
     logging.info("Loaded %s: %d training images.", config.dataset, len(images))
@@ -207,6 +219,7 @@ def _train_gan(config, workdir, images, labels):
         config,
         workdir,
         final_models={rundir.GENERATOR_FILE: model.ema_generator, rundir.DISCRIMINATOR_FILE: model.discriminator},
+        before_training=lambda step: config_lib.record(config, workdir, step),
     )
     return model
 
@@ -232,6 +245,7 @@ def _train_vae(config, workdir, images, labels):
         workdir,
         final_models={rundir.DECODER_FILE: model.decoder, rundir.ENCODER_FILE: model.encoder},
         extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown)},
+        before_training=lambda step: config_lib.record(config, workdir, step),
     )
     vae_report.write_report(
         model,
@@ -327,18 +341,15 @@ def distill_dataset(model, config, images, labels, seed, pairs=None):
 
 
 def _train_distill(config, workdir, images, labels, teacher):
-    """The distillation branch of `train`: online, or offline from a file of teacher pairs."""
+    """The distillation branch of `train`: online, or offline from a file of teacher pairs.
+
+    Offline, the teacher writes its pairs once the run's checks have passed,
+    and from then on is not used: the first pairs are the fixed grid's (same
+    latents).
+    """
     fixed_z = contract.latents(config.num_samples, config.z_dim, config.seed)
-    if config.offline_pairs:
-        path = os.path.join(workdir, rundir.PAIRS_FILE)
-        if not os.path.exists(path):
-            logging.info("Writing %d teacher pairs to %s.", config.offline_pairs, path)
-            pairs_lib.write_pairs(teacher.generator, path, config.offline_pairs, config.seed)
-        # The first pairs are the fixed grid's (same latents); from here on the teacher is not used.
-        pairs = pairs_lib.pairs_dataset(path, config.z_dim)
-        teacher_grid = np.stack([p["teacher"] for p in pairs.take(config.num_samples).as_numpy_iterator()])
-    else:
-        teacher_grid = np.asarray(teacher.generator(fixed_z, training=False))
+    pairs_path = os.path.join(workdir, rundir.PAIRS_FILE)
+    teacher_generator = teacher.generator
     model = build_distiller(config, teacher)
     logging.info(
         "Student %s: %d parameters; teacher: %s.",
@@ -346,9 +357,23 @@ def _train_distill(config, workdir, images, labels, teacher):
         model.student.count_params(),
         config.teacher,
     )
+    teacher_grid = None
+
+    def before_training(step):
+        nonlocal teacher_grid
+        config_lib.record(config, workdir, step)
+        if config.offline_pairs and not os.path.exists(pairs_path):
+            logging.info("Writing %d teacher pairs to %s.", config.offline_pairs, pairs_path)
+            pairs_lib.write_pairs(teacher_generator, pairs_path, config.offline_pairs, config.seed)
+        if config.offline_pairs:
+            pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim)
+            teacher_grid = np.stack([p["teacher"] for p in pairs.take(config.num_samples).as_numpy_iterator()])
+        else:
+            teacher_grid = np.asarray(teacher_generator(fixed_z, training=False))
 
     def make_dataset(seed):
-        return distill_dataset(model, config, images, labels, seed, pairs if config.offline_pairs else None)
+        pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim) if config.offline_pairs else None
+        return distill_dataset(model, config, images, labels, seed, pairs)
 
     def side_by_side(step):
         student = np.asarray(model.generate(fixed_z))
@@ -361,6 +386,7 @@ def _train_distill(config, workdir, images, labels, teacher):
         workdir,
         final_models={rundir.STUDENT_FILE: model.ema_student},
         extra_images=side_by_side,
+        before_training=before_training,
     )
     return model
 

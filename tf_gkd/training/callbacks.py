@@ -14,10 +14,11 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from tf_gkd import errors
 from tf_gkd import images as image_utils
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(errors.Error, RuntimeError):
     """Training produced a NaN or Inf loss."""
 
 

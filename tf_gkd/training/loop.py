@@ -6,11 +6,12 @@ checkpoint; a run that is already complete only (re)writes its final models.
 """
 
 import os
+import shutil
 
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import contract, rundir
+from tf_gkd import contract, errors, rundir
 from tf_gkd.data import datasets
 from tf_gkd.networks import fast
 from tf_gkd.networks import io as model_io
@@ -21,22 +22,56 @@ def checkpoint_dir(workdir):
     return os.path.join(workdir, rundir.CHECKPOINTS_DIR)
 
 
+class ResumeError(errors.Error):
+    """The run's checkpoints cannot be resumed as asked."""
+
+
 def restore(model, workdir, keep):
-    """Builds the checkpoint of `model` and restores its latest state; returns the manager.
+    """Builds the checkpoint of `model` and restores its newest state that loads; returns the manager.
 
     `model` provides `checkpoint_items()` (objects to save), `build_optimizers()`
-    and `step` (a counter saved among those objects).
+    and `step` (a counter saved among those objects). A checkpoint that does not
+    load (say, truncated by a full disk) is skipped with a warning naming it, and
+    the one before it is tried; the skipped files are left in place (the run
+    overwrites them as it passes their steps again).
+
+    Raises:
+      ResumeError: the run has checkpoints and none of them loads.
     """
+    directory = checkpoint_dir(workdir)
+    _remove_checkpoint_leftovers(directory)
     checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir(workdir), max_to_keep=keep)
+    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep)
     model.build_optimizers()  # Keras creates optimizer slots lazily; restore needs them now.
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resumed from %s (step %d).", manager.latest_checkpoint, int(model.step))
+    skipped = []
+    for path in reversed(manager.checkpoints):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as e:  # Whatever a damaged file raises, it cannot be resumed from.
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            logging.warning("Skipped checkpoint %s: it does not load (%s).", path, reason)
+            skipped.append(os.path.basename(path))
+            continue
+        logging.info("Resumed from %s (step %d).", path, int(model.step))
+        return manager
+    if skipped:
+        raise ResumeError(
+            f"No checkpoint in {directory} loads (tried {', '.join(skipped)}; the reasons are above). Move "
+            f"{directory} away to train the run again from step 0, or use a new --workdir."
+        )
     return manager
 
 
-def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
+def _remove_checkpoint_leftovers(directory):
+    """Removes the temporary folders (`ckpt-N_temp`) of a save that a killed process left."""
+    if os.path.isdir(directory):
+        for name in os.listdir(directory):
+            if name.endswith("_temp") and os.path.isdir(os.path.join(directory, name)):
+                shutil.rmtree(os.path.join(directory, name))
+                logging.info("Removed %s, left by a save that did not finish.", os.path.join(directory, name))
+
+
+def fit(model, make_dataset, config, workdir, final_models, extra_images=None, before_training=None):
     """Trains `model` to `config.train_steps` steps in `workdir`, then saves `final_models`.
 
     Args:
@@ -51,20 +86,27 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
         made of Keras's own layers (`tf_gkd.networks.fast.plain`).
       extra_images: optional callable step -> {name: images}, more grids for
         TensorBoard and `samples/<name>_step_*.png`.
+      before_training: optional callable step -> None, called once the run's
+        state is restored and checked, before the loop writes anything (the
+        caller writes its config there).
 
     Raises:
       NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
+      ResumeError: no checkpoint loads, or the remaining steps do not suit the run.
+      Interrupted: Ctrl-C; the message gives the step of the last checkpoint.
     """
     manager = restore(model, workdir, config.keep_checkpoints)
     start = int(model.step)
     remaining = config.train_steps - start
+    if remaining > 0 and remaining % config.steps_per_execution:
+        raise ResumeError(
+            f"The run is at step {start}; the {remaining} remaining steps are not a multiple "
+            f"of steps_per_execution={config.steps_per_execution}. Resume with the run's own "
+            "--steps_per_execution."
+        )
+    if before_training is not None:
+        before_training(start)
     if remaining > 0:
-        if remaining % config.steps_per_execution:
-            raise ValueError(
-                f"The run is at step {start}; the {remaining} remaining steps are not a multiple "
-                f"of steps_per_execution={config.steps_per_execution}. Resume with the run's own "
-                "--steps_per_execution."
-            )
         z = contract.latents(config.num_samples, model.z_dim, config.seed)
         callbacks = [
             cb.NanGuard(),  # Before the checkpoint: a NaN step must never be saved.
@@ -81,14 +123,20 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None):
             *getattr(model, "fit_callbacks", []),
         ]
         logging.info("Training steps %d → %d in %s.", start, config.train_steps, workdir)
-        model.fit(
-            datasets.without_autotune(make_dataset(config.seed + start)),
-            epochs=1,
-            steps_per_epoch=remaining,
-            callbacks=callbacks,
-            verbose=0,
-            shuffle=False,  # The dataset shuffles itself, seeded.
-        )
+        try:
+            model.fit(
+                datasets.without_autotune(make_dataset(config.seed + start)),
+                epochs=1,
+                steps_per_epoch=remaining,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=False,  # The dataset shuffles itself, seeded.
+            )
+        except KeyboardInterrupt:
+            saved = f"step {_checkpoint_step(manager)}" if manager.latest_checkpoint else "none yet"
+            raise errors.Interrupted(
+                f"Interrupted at step {int(model.step)} (last checkpoint: {saved}). Re-run the same command to resume."
+            ) from None
         if manager.latest_checkpoint is None or int(model.step) != _checkpoint_step(manager):
             manager.save(checkpoint_number=int(model.step))
     else:
