@@ -13,7 +13,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.tools import flatbuffer_utils
 
-from tf_gkd import contract
+from tf_gkd import contract, errors, files
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
@@ -212,6 +212,17 @@ def test_an_existing_directory_is_refused_without_overwrite(tmp_path):
     with pytest.raises(tflite.ExportError, match=f"{export_dir} already exists: pass --overwrite"):
         exporter.export_generator(tiny_generator("dense"), str(export_dir), "tiny", variants=["fp32"])
     assert listing(export_dir) == before
+    assert os.listdir(tmp_path) == ["export"]
+
+
+def test_an_export_in_progress_is_refused_and_a_killed_ones_leftovers_are_removed(tmp_path):
+    export_dir = tmp_path / "export"
+    with files.locked(files.sibling_lock(export_dir), "the test"):
+        with pytest.raises(errors.LockedError, match=f"Export directory {export_dir} is in use by another process"):
+            exporter.export_generator(tiny_generator("dense"), str(export_dir), "tiny", variants=["fp32"])
+    killed = tmp_path / f".export.tmp-{'0' * 32}"  # What a killed export leaves.
+    killed.mkdir()
+    exporter.export_generator(tiny_generator("dense"), str(export_dir), "tiny", variants=["fp32"])
     assert os.listdir(tmp_path) == ["export"]
 
 
