@@ -219,8 +219,12 @@ def test_raw_files_of_another_image_size_are_named_and_nothing_is_prepared(tmp_p
     assert not (tmp_path / "tfds" / "fashion_mnist").exists()
 
 
-def test_a_killed_preparation_is_cleaned_up(tiny_raw_dir, tmp_path):
-    leftover = tmp_path / "tfds" / "fashion_mnist" / "incomplete.ABC123_3.0.1"
+def test_a_preparation_in_progress_is_refused_and_a_killed_one_cleaned_up(tiny_raw_dir, tmp_path):
+    dataset_dir = tmp_path / "tfds" / "fashion_mnist"
+    with files.locked(files.sibling_lock(dataset_dir), "the test"):
+        with pytest.raises(errors.LockedError, match=f"Dataset fashion_mnist in {dataset_dir} is in use"):
+            datasets.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), raw_dir=str(tiny_raw_dir))
+    leftover = dataset_dir / "incomplete.ABC123_3.0.1"
     leftover.mkdir(parents=True)
     builder = datasets.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), raw_dir=str(tiny_raw_dir))
     assert builder.is_prepared() and not leftover.exists()
