@@ -70,12 +70,11 @@ def test_conv_teacher_layout_and_conv4_student_sizes():
         "up_14_bn",
         "up_28",
     ]
-    # conv4: 4×4 → 7×7 → 14×14 → 28×28, 16 channels at width 0.25 (the 20x student); conv4_slim:
-    # a quarter of the maps in the projection, 19 channels at width 0.3 (the 50x student).
-    stages = ["to_4x4", "up_7_lrelu", "up_14_lrelu", "images"]
-    for kind, width, (projection, channels), smaller in (
-        ("conv4", 0.25, (16, 16), (20, 25)),
-        ("conv4_slim", 0.3, (4, 19), (50, 60)),
+    # conv4: 4×4 → 7×7 → 14×14 → 28×28, 16 channels at width 0.25 (the 20x student); separable: an
+    # eighth of the maps in the projection, 24 channels at width 0.375 (the 100x student).
+    for kind, width, stages, (projection, channels), smaller in (
+        ("conv4", 0.25, ["to_4x4", "up_7_lrelu", "up_14_lrelu", "images"], (16, 16), (20, 25)),
+        ("separable", 0.375, ["to_4x4", "up_7_lrelu", "sep_14_lrelu", "images"], (3, 24), (90, 100)),
     ):
         student = factory.make_generator(kind, width=width)
         assert [tuple(student.get_layer(name).output.shape[1:]) for name in stages] == [
@@ -85,6 +84,21 @@ def test_conv_teacher_layout_and_conv4_student_sizes():
             (28, 28, 1),
         ], kind
         assert smaller[0] < teacher.count_params() / student.count_params() < smaller[1], kind
+
+
+def test_separable_student_layers():
+    student = factory.make_generator("separable", width=0.375, depth=1)
+    separable = [layer for layer in student.layers if isinstance(layer, keras.layers.SeparableConv2D)]
+    assert [(layer.name, layer.output.shape[1], layer.filters) for layer in separable] == [
+        ("sep_14", 14, 24),
+        ("sep_14_0", 14, 24),
+        ("sep_28", 28, 24),
+        ("to_pixels", 28, 1),
+    ]
+    assert [layer.name for layer in student.layers if isinstance(layer, keras.layers.Resizing)] == [
+        "up_14",
+        "up_28",
+    ]
 
 
 def test_conv4_is_a_generator_kind_only():

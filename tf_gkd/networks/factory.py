@@ -13,9 +13,15 @@
   is most of a small generator's parameters: at the same size a `conv4` student
   of the `conv` teacher reaches a much lower FID than a `conv` one
   (docs/results.md);
-- `conv4_slim`: `conv4` with a quarter as many 4×4 maps in the projection as
-  channels in its convolutions. The smallest students spend most of their
-  parameters on the projection of z; this moves them into the convolutions.
+- `separable`: `conv4`'s stages for the smallest students, MobileNet-style:
+  an eighth as many 4×4 maps in the projection of z as channels (which would
+  otherwise hold most of their parameters), then after the 7×7 stage each ×2
+  upsampling is nearest-neighbour followed by a depthwise-separable 3×3
+  convolution (at 14×14 and at 28×28), and a separable 3×3 convolution makes
+  the image. A separable convolution costs 9c + c² weights where a 4×4
+  transposed one costs 16c², so at the same size the student has several times
+  more channels (docs/results.md). Depthwise convolutions have no fast
+  bfloat16 kernels on CPUs: train it in float32 there.
 
 Every generator maps z `[N, z_dim]` to images `[N, 28, 28, 1]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
@@ -40,8 +46,8 @@ from keras import layers
 
 from tf_gkd.contract import IMAGE_SHAPE
 
-KINDS = ("dense", "conv", "conv4", "conv4_slim")  # Generator kinds.
-# Discriminators and encoders come in the two trunks; `conv4` generators pair with `conv` ones.
+KINDS = ("dense", "conv", "conv4", "separable")  # Generator kinds.
+# Discriminators and encoders come in the two trunks; `conv4` and `separable` generators pair with `conv` ones.
 TRUNK_KINDS = ("dense", "conv")
 # The generator's final tanh layer; `with_pre_activation` reads its input.
 IMAGES_LAYER = "images"
@@ -86,13 +92,20 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
         c14 = _channels(_CONV_CHANNELS, width)
         x = _upsample_block(_project(z, (7, 7, 2 * c14)), c14, "up_14")
         x = _blocks_14(x, c14, depth)
+        x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
     else:
         c = _channels(_CONV4_CHANNELS, width)
-        x = _project(z, (4, 4, c if kind == "conv4" else max(1, c // 4)))
+        x = _project(z, (4, 4, c if kind == "conv4" else max(1, c // 8)))
         x = _upsample_block(x, c, "up_7", strides=1, padding="valid")  # 4 + 4 - 1 = 7.
-        x = _blocks_14(_upsample_block(x, c, "up_14"), c, depth)
-    if kind != "dense":
-        x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
+        if kind == "conv4":
+            x = _blocks_14(_upsample_block(x, c, "up_14"), c, depth)
+            x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
+        else:
+            x = _separable_block(layers.Resizing(14, 14, interpolation="nearest", name="up_14")(x), c, "sep_14")
+            for i in range(_CONV_DEPTH if depth is None else depth):
+                x = _separable_block(x, c, f"sep_14_{i}")
+            x = _separable_block(layers.Resizing(28, 28, interpolation="nearest", name="up_28")(x), c, "sep_28")
+            x = layers.SeparableConv2D(1, 3, padding="same", name="to_pixels")(x)
     images = layers.Activation("tanh", dtype="float32", name=IMAGES_LAYER)(x)
     return keras.Model(z, images, name=name)
 
@@ -108,6 +121,13 @@ def _project(z, shape):
 def _upsample_block(x, channels, name, strides=2, padding="same"):
     """4×4 transposed convolution → BN → leaky ReLU."""
     x = layers.Conv2DTranspose(channels, 4, strides=strides, padding=padding, use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
+
+
+def _separable_block(x, channels, name):
+    """Depthwise-separable 3×3 convolution → BN → leaky ReLU."""
+    x = layers.SeparableConv2D(channels, 3, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
 
