@@ -13,12 +13,45 @@ custom step must take care of two things Keras's built-in losses do for it:
   mirrored run reproduces a single-device run up to floating-point rounding.
 """
 
+import json
 import os
 
 import keras
 import tensorflow as tf
 
+from tf_gkd import errors
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+class ClusterError(errors.Error, ValueError):
+    """The cluster of a multi-worker run is not described well."""
+
+
+def check_tf_config(text):
+    """Checks the `TF_CONFIG` of a multi-worker run; returns it parsed.
+
+    Raises:
+      ClusterError: naming what is wrong (not JSON, no cluster, this task's index out of range...).
+    """
+    guide = "See https://www.tensorflow.org/guide/distributed_training#TF_CONFIG."
+    try:
+        tf_config = json.loads(text)
+    except ValueError as e:
+        raise ClusterError(f"TF_CONFIG is not valid JSON ({e}). {guide}") from None
+    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise ClusterError(f'TF_CONFIG has no "cluster" (a job name → list of host:port). {guide}')
+    task = tf_config.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise ClusterError(f'TF_CONFIG has no "task" with a "type" and an "index" for this worker. {guide}')
+    hosts = cluster.get(task["type"])
+    if not isinstance(hosts, list) or not isinstance(task["index"], int) or not 0 <= task["index"] < len(hosts):
+        raise ClusterError(
+            f"TF_CONFIG's task {task['type']!r} index {task['index']!r} is not in its cluster "
+            f"({task['type']}: {hosts!r}). {guide}"
+        )
+    return tf_config
 
 
 def make_strategy(name):
@@ -35,12 +68,34 @@ def make_strategy(name):
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError(
+            raise ClusterError(
                 "--strategy=multi_worker needs the TF_CONFIG environment variable describing the cluster "
                 "(see https://www.tensorflow.org/guide/distributed_training#TF_CONFIG)."
             )
+        check_tf_config(os.environ["TF_CONFIG"])
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: {name!r}")
+
+
+def worker(strategy):
+    """(task type, index) of this process in a multi-worker cluster; None on one machine."""
+    resolver = strategy.cluster_resolver
+    if resolver is None or not resolver.task_type:
+        return None
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief(strategy):
+    """True for the process that writes the run directory: the only one, the "chief", or worker 0 without one.
+
+    TensorFlow's multi-worker convention: every worker runs the same saves
+    (checkpointing may need them all), the chief into the run directory, the
+    others into temporary directories that they delete.
+    """
+    task = worker(strategy)
+    if task is None or task[0] == "chief":
+        return True
+    return task == ("worker", 0) and "chief" not in strategy.cluster_resolver.cluster_spec().as_dict()
 
 
 def num_replicas():

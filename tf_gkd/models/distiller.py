@@ -37,9 +37,10 @@ from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import schedules
 from tf_gkd.models import ema
 from tf_gkd.models.adversary import Adversary
+from tf_gkd.models.base import TrainStepModel
 
 
-class GeneratorDistiller(keras.Model):
+class GeneratorDistiller(TrainStepModel):
     """Trains `student` to mimic the frozen `teacher` (plus optional adversarial and feature terms).
 
     Args:
@@ -295,14 +296,14 @@ class GeneratorDistiller(keras.Model):
             self.adversary.update_metrics(*d_terms)
         for tracker, weight in zip(self.weight_trackers, (pixel_weight, adversarial_weight)):
             tracker.update_state(weight)
-        return {m.name: m.result() for m in self.metrics}
+        return self.logs()
 
     def test_step(self, data):
         z, target = self._targets(data)
         fake = self.ema_student(z, training=False)
         self.pixel_tracker.update_state(self.pixel_loss_fn(fake, target))
         self.psnr_tracker.update_state(tf.reduce_mean(distill_losses.psnr(fake, target)))
-        return {m.name: m.result() for m in (self.pixel_tracker, self.psnr_tracker)}
+        return self.logs([self.pixel_tracker, self.psnr_tracker])
 
     def checkpoint_items(self):
         """Everything a resumed run needs, for `tf.train.Checkpoint(**items)`.

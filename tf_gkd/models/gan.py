@@ -6,9 +6,10 @@ import tensorflow as tf
 from tf_gkd import distribute
 from tf_gkd.models import ema
 from tf_gkd.models.adversary import Adversary
+from tf_gkd.models.base import TrainStepModel
 
 
-class GAN(keras.Model):
+class GAN(TrainStepModel):
     """A generator trained against an adversary (a sigmoid discriminator, its optimizer, loss and metrics).
 
     Args:
@@ -100,7 +101,7 @@ class GAN(keras.Model):
 
         self.adversary.update_metrics(*d_terms)
         self.g_loss_tracker.update_state(g_loss)
-        return {m.name: m.result() for m in self.metrics}
+        return self.logs()
 
     def test_step(self, data):
         # `evaluate` would otherwise call `self(x)`, which a GAN does not have.
@@ -109,7 +110,7 @@ class GAN(keras.Model):
         d_loss, _, fake_logits = self.adversary.discriminator_loss(real, fake)
         self.adversary.loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(self.adversary.generator_loss(fake_logits))
-        return {m.name: m.result() for m in self.metrics[:2]}
+        return self.logs(self.metrics[:2])
 
     def checkpoint_items(self):
         """Everything a resumed run needs, for `tf.train.Checkpoint(**items)`."""

@@ -6,11 +6,12 @@ import tensorflow as tf
 
 from tf_gkd import distribute
 from tf_gkd.losses import vae as vae_losses
+from tf_gkd.models.base import TrainStepModel
 from tf_gkd.networks import factory
 from tf_gkd.networks import layers as gkd_layers
 
 
-class VAE(keras.Model):
+class VAE(TrainStepModel):
     """Encoder q(z|x) and decoder p(x|z) trained on the β-weighted negative ELBO.
 
     loss = reconstruction + β·KL, both in nats per image (summed over pixels
@@ -89,7 +90,7 @@ class VAE(keras.Model):
         self.loss_tracker.update_state(reconstruction + self.beta * kl)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return {m.name: m.result() for m in self.metrics}
+        return self.logs()
 
     def train_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data

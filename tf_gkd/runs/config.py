@@ -300,6 +300,13 @@ class TrainConfig:
             f"Received: loss={self.loss!r}, real_label={self.real_label}",
             "real_label",
         )
+        require(
+            self.strategy != "multi_worker" or self.steps_per_execution == 1,
+            "--strategy=multi_worker runs one step per execution: Keras 3.15's fused steps do not run under "
+            f"MultiWorkerMirroredStrategy. Pass --steps_per_execution=1. Received: steps_per_execution="
+            f"{self.steps_per_execution}",
+            "steps_per_execution",
+        )
         for name in ("train_steps", "log_every", "sample_every", "checkpoint_every"):
             value = getattr(self, name)
             require(

@@ -8,6 +8,7 @@ training loop.
 
 import dataclasses
 import os
+import tempfile
 
 import keras
 import numpy as np
@@ -157,20 +158,28 @@ def train(config, workdir):
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory: choose another --workdir.")
+    strategy = distribute.make_strategy(config.strategy)
+    if strategy.num_replicas_in_sync > 1:
+        logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
+    if not distribute.is_chief(strategy):
+        # Another worker of a multi-worker run: the same steps and saves as the chief, written to a
+        # temporary directory of its own that goes at the end; it resumes from the chief's checkpoints.
+        task_type, task_id = distribute.worker(strategy)
+        with tempfile.TemporaryDirectory(prefix=f"tf_gkd_{task_type}{task_id}_") as own_dir:
+            logging.info("Worker %s %d: the chief writes %s; this worker writes to %s.", task_type, task_id, workdir, own_dir)
+            with strategy.scope():
+                return _train(config, own_dir, run_dir=workdir)
     with files.locked(files.directory_lock(workdir), f"Run directory {workdir}"):
         for directory in (workdir, os.path.join(workdir, rundir.SAMPLES_DIR)):
             files.remove_leftovers(directory)
-        strategy = distribute.make_strategy(config.strategy)
-        if strategy.num_replicas_in_sync > 1:
-            logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
         # Every network (the teacher's too), optimizer and metric is created in the
         # scope, so that each replica holds a copy.
         with strategy.scope():
             return _train(config, workdir)
 
 
-def _train(config, workdir):
-    """`train` inside the strategy's scope."""
+def _train(config, workdir, run_dir=None):
+    """`train` inside the strategy's scope; writes go to `workdir`, the run is `run_dir` (default: `workdir`)."""
     teacher = None
     if config.model == "distill":
         # The student takes the teacher's z; checked before anything is written.
@@ -195,16 +204,16 @@ def _train(config, workdir):
         if config.z_dim != teacher.z_dim:
             logging.info("Student z_dim set to the teacher's, %d.", teacher.z_dim)
             config = dataclasses.replace(config, z_dim=teacher.z_dim)
-    config_lib.check_resume(config, workdir)
+    config_lib.check_resume(config, run_dir or workdir)
     set_precision(config.mixed_precision)
     images, labels = load_split(config, "train")
     logging.info("Loaded %s: %d training images.", config.dataset, len(images))
     if teacher is not None:
-        return _train_distill(config, workdir, images, labels, teacher)
-    return _TRAINERS[config.model](config, workdir, images, labels)
+        return _train_distill(config, workdir, images, labels, teacher, run_dir)
+    return _TRAINERS[config.model](config, workdir, images, labels, run_dir)
 
 
-def _train_gan(config, workdir, images, labels):
+def _train_gan(config, workdir, images, labels, run_dir):
     """The GAN branch of `train`."""
     model = build_gan(config)
     logging.info(
@@ -220,11 +229,12 @@ def _train_gan(config, workdir, images, labels):
         workdir,
         final_models={rundir.GENERATOR_FILE: model.ema_generator, rundir.DISCRIMINATOR_FILE: model.discriminator},
         before_training=lambda step: config_lib.record(config, workdir, step),
+        run_dir=run_dir,
     )
     return model
 
 
-def _train_vae(config, workdir, images, labels):
+def _train_vae(config, workdir, images, labels, run_dir):
     """The VAE branch of `train`: fit, then the held-out evaluation and latent pictures."""
     model = build_vae(config)
     logging.info(
@@ -246,6 +256,7 @@ def _train_vae(config, workdir, images, labels):
         final_models={rundir.DECODER_FILE: model.decoder, rundir.ENCODER_FILE: model.encoder},
         extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown)},
         before_training=lambda step: config_lib.record(config, workdir, step),
+        run_dir=run_dir,
     )
     vae_report.write_report(
         model,
@@ -340,7 +351,7 @@ def distill_dataset(model, config, images, labels, seed, pairs=None):
     return dataset.prefetch(datasets.PREFETCH_BATCHES)
 
 
-def _train_distill(config, workdir, images, labels, teacher):
+def _train_distill(config, workdir, images, labels, teacher, run_dir):
     """The distillation branch of `train`: online, or offline from a file of teacher pairs.
 
     Offline, the teacher writes its pairs once the run's checks have passed,
@@ -387,6 +398,7 @@ def _train_distill(config, workdir, images, labels, teacher):
         final_models={rundir.STUDENT_FILE: model.ema_student},
         extra_images=side_by_side,
         before_training=before_training,
+        run_dir=run_dir,
     )
     return model
 

@@ -52,7 +52,7 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
     Returns:
       The dict written to vae_eval.json.
     """
-    step = int(model.step)
+    step = int(model.step.numpy())
     result = model.evaluate_elbo(test_images)
     result.update(
         step=step,

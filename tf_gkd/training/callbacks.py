@@ -39,7 +39,7 @@ class NanGuard(keras.callbacks.Callback):
         bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
         if bad:
             raise NonFiniteLossError(
-                f"Non-finite loss at step {int(self.model.step)}: {bad}. Training stopped; the "
+                f"Non-finite loss at step {int(self.model.step.numpy())}: {bad}. Training stopped; the "
                 "last good checkpoint is intact. Lower the learning rates (--g_learning_rate, "
                 "--d_learning_rate) or train in float32 (--mixed_precision=off)."
             )
@@ -55,10 +55,10 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self._last = None
 
     def on_train_begin(self, logs=None):
-        self._last = int(self.model.step)
+        self._last = int(self.model.step.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.step)
+        step = int(self.model.step.numpy())
         if _crossed(step, self._last, self.every):
             self.manager.save(checkpoint_number=step)
         self._last = step
@@ -88,13 +88,13 @@ class SummaryWriter(keras.callbacks.Callback):
         self._log_time = None
 
     def on_train_begin(self, logs=None):
-        self._last = self._log_step = int(self.model.step)
+        self._last = self._log_step = int(self.model.step.numpy())
         self._log_time = time.perf_counter()
         if self._last == 0:
             self.write_images(0)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.step)
+        step = int(self.model.step.numpy())
         if _crossed(step, self._last, self.log_every):
             now = time.perf_counter()
             with self.writer.as_default(step=step):
@@ -135,12 +135,12 @@ class ProgressBar(keras.callbacks.Callback):
         self.bar = None
 
     def on_train_begin(self, logs=None):
-        step = int(self.model.step)
+        step = int(self.model.step.numpy())
         self.bar = tqdm.tqdm(total=self.total_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=1.0)
         self._last = step
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.step)
+        step = int(self.model.step.numpy())
         self.bar.update(step - self._last)
         self._last = step
         if logs:

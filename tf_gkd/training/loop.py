@@ -26,25 +26,30 @@ class ResumeError(errors.Error):
     """The run's checkpoints cannot be resumed as asked."""
 
 
-def restore(model, workdir, keep):
+def restore(model, workdir, keep, run_dir=None):
     """Builds the checkpoint of `model` and restores its newest state that loads; returns the manager.
 
     `model` provides `checkpoint_items()` (objects to save), `build_optimizers()`
-    and `step` (a counter saved among those objects). A checkpoint that does not
-    load (say, truncated by a full disk) is skipped with a warning naming it, and
+    and `step` (a counter saved among those objects). The manager saves into
+    `workdir`; the state is restored from `run_dir`'s checkpoints (default:
+    `workdir`; a multi-worker run's other workers save into temporary
+    directories and resume from the chief's). A checkpoint that does not load
+    (say, truncated by a full disk) is skipped with a warning naming it, and
     the one before it is tried; the skipped files are left in place (the run
     overwrites them as it passes their steps again).
 
     Raises:
       ResumeError: the run has checkpoints and none of them loads.
     """
-    directory = checkpoint_dir(workdir)
-    _remove_checkpoint_leftovers(directory)
+    directory = checkpoint_dir(run_dir or workdir)
+    if run_dir is None:
+        _remove_checkpoint_leftovers(directory)
     checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
-    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir(workdir), max_to_keep=keep)
     model.build_optimizers()  # Keras creates optimizer slots lazily; restore needs them now.
+    state = tf.train.get_checkpoint_state(directory)
     skipped = []
-    for path in reversed(manager.checkpoints):
+    for path in reversed(state.all_model_checkpoint_paths if state else []):
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as e:  # Whatever a damaged file raises, it cannot be resumed from.
@@ -52,7 +57,7 @@ def restore(model, workdir, keep):
             logging.warning("Skipped checkpoint %s: it does not load (%s).", path, reason)
             skipped.append(os.path.basename(path))
             continue
-        logging.info("Resumed from %s (step %d).", path, int(model.step))
+        logging.info("Resumed from %s (step %d).", path, int(model.step.numpy()))
         return manager
     if skipped:
         raise ResumeError(
@@ -71,7 +76,7 @@ def _remove_checkpoint_leftovers(directory):
                 logging.info("Removed %s, left by a save that did not finish.", os.path.join(directory, name))
 
 
-def fit(model, make_dataset, config, workdir, final_models, extra_images=None, before_training=None):
+def fit(model, make_dataset, config, workdir, final_models, extra_images=None, before_training=None, run_dir=None):
     """Trains `model` to `config.train_steps` steps in `workdir`, then saves `final_models`.
 
     Args:
@@ -89,14 +94,17 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
       before_training: optional callable step -> None, called once the run's
         state is restored and checked, before the loop writes anything (the
         caller writes its config there).
+      run_dir: the run directory whose checkpoints are resumed, when this
+        process writes elsewhere (a multi-worker run's other workers); default
+        `workdir`.
 
     Raises:
       NonFiniteLossError: a loss became NaN/Inf; the last good checkpoint is kept.
       ResumeError: no checkpoint loads, or the remaining steps do not suit the run.
       Interrupted: Ctrl-C; the message gives the step of the last checkpoint.
     """
-    manager = restore(model, workdir, config.keep_checkpoints)
-    start = int(model.step)
+    manager = restore(model, workdir, config.keep_checkpoints, run_dir)
+    start = int(model.step.numpy())
     remaining = config.train_steps - start
     if remaining > 0 and remaining % config.steps_per_execution:
         raise ResumeError(
@@ -134,11 +142,12 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
             )
         except KeyboardInterrupt:
             saved = f"step {_checkpoint_step(manager)}" if manager.latest_checkpoint else "none yet"
+            step = int(model.step.numpy())
             raise errors.Interrupted(
-                f"Interrupted at step {int(model.step)} (last checkpoint: {saved}). Re-run the same command to resume."
+                f"Interrupted at step {step} (last checkpoint: {saved}). Re-run the same command to resume."
             ) from None
-        if manager.latest_checkpoint is None or int(model.step) != _checkpoint_step(manager):
-            manager.save(checkpoint_number=int(model.step))
+        if manager.latest_checkpoint is None or int(model.step.numpy()) != _checkpoint_step(manager):
+            manager.save(checkpoint_number=int(model.step.numpy()))
     else:
         logging.info("Run in %s is complete (step %d).", workdir, start)
     for name, network in final_models.items():

@@ -1,0 +1,139 @@
+"""Training on several machines: worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tf_gkd import distribute
+from tf_gkd.runs import config as config_lib
+from tf_gkd.runs import train as runs
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(
+    generator_kind="dense",
+    discriminator_kind="dense",
+    generator_width=0.25,
+    discriminator_width=0.25,
+    batch_size=16,
+    train_steps=10,
+    steps_per_execution=1,
+    log_every=5,
+    sample_every=10,
+    checkpoint_every=5,
+    num_samples=4,
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tf_config(ports, index):
+    return json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
+
+
+def run_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2):
+    """Runs gkd-<binary> with `options` as `num_workers` worker processes; returns their (exit status, output)."""
+    ports = [free_port() for _ in range(num_workers)]
+    flags = [f"--{name}={value}" for name, value in options.items()]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                f"tf_gkd.bin.{binary}",
+                f"--workdir={workdir}",
+                f"--data_dir={data_dir}",
+                "--strategy=multi_worker",
+                *flags,
+            ],
+            env=dict(os.environ, TF_CONFIG=tf_config(ports, i), TMPDIR=str(tmp_dir), TF_CPP_MIN_LOG_LEVEL="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(num_workers)
+    ]
+    return [(p.wait(timeout=300), p.stdout.read()) for p in processes]
+
+
+def test_two_workers_train_like_one_process_and_only_the_chief_writes(tiny_data_dir, tmp_path):
+    workdir, worker_tmp = tmp_path / "run", tmp_path / "worker_tmp"
+    worker_tmp.mkdir()
+    for status, output in run_workers(workdir, tiny_data_dir, worker_tmp):
+        assert status == 0, output
+    assert {"config.json", "checkpoints", "tb", "samples", "generator.keras", "discriminator.keras"} <= set(
+        os.listdir(workdir)
+    )
+    assert os.listdir(worker_tmp) == []  # The other worker's directory is gone.
+
+    # The same global batch in one process ends with the same weights.
+    single = tmp_path / "single"
+    runs.train(config_lib.TrainConfig(data_dir=tiny_data_dir, **TINY), str(single))
+    for name in ("generator.keras", "discriminator.keras"):
+        two = keras.saving.load_model(workdir / name).get_weights()
+        one = keras.saving.load_model(single / name).get_weights()
+        for a, b in zip(two, one, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
+
+
+def test_two_workers_distil_like_one_process(tiny_data_dir, tmp_path):
+    teacher = tmp_path / "teacher"
+    runs.train(config_lib.TrainConfig(data_dir=tiny_data_dir, **TINY), str(teacher))
+    # The adversary joins at step 5: the retraced step runs on both workers.
+    options = dict(
+        TINY,
+        teacher=teacher,
+        generator_width=0.1,
+        adversarial_weight=0.1,
+        adversarial_weight_schedule="ramp_up:0.5:1",
+        init_discriminator=True,
+    )
+    worker_tmp = tmp_path / "worker_tmp"
+    worker_tmp.mkdir()
+    for status, output in run_workers(tmp_path / "student", tiny_data_dir, worker_tmp, "distill", options):
+        assert status == 0, output
+    assert os.listdir(worker_tmp) == []
+
+    single = tmp_path / "single"
+    runs.train(
+        config_lib.TrainConfig(data_dir=tiny_data_dir, model="distill", **dict(options, teacher=str(teacher))),
+        str(single),
+    )
+    two = keras.saving.load_model(tmp_path / "student" / "student.keras").get_weights()
+    one = keras.saving.load_model(single / "student.keras").get_weights()
+    for a, b in zip(two, one, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG has no "cluster"'),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}}', 'TF_CONFIG has no "task"'),
+        (
+            '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
+            "TF_CONFIG's task 'worker' index 1 is not in its cluster",
+        ),
+    ],
+)
+def test_a_bad_tf_config_is_named(text, message):
+    with pytest.raises(distribute.ClusterError, match=message):
+        distribute.check_tf_config(text)
+
+
+def test_multi_worker_runs_one_step_per_execution():
+    with pytest.raises(config_lib.ConfigError, match="Pass --steps_per_execution=1"):
+        config_lib.TrainConfig(strategy="multi_worker", steps_per_execution=10)
