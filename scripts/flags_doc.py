@@ -23,6 +23,7 @@ BINARIES = {  # Console script: its module.
     "gkd-evaluate": "tf_gkd.bin.evaluate",
     "gkd-export": "tf_gkd.bin.export",
     "gkd-sample": "tf_gkd.bin.sample",
+    "gkd-launch": "tf_gkd.bin.launch",
 }
 # The module whose flags the binaries share (data, classifier cache, training options).
 COMMON = "tf_gkd.bin.common"

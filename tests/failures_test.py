@@ -279,7 +279,7 @@ def test_every_binary_reports_through_one_place():
     bin_dir = os.path.join(os.path.dirname(errors.__file__), "bin")
     sources = {name: open(os.path.join(bin_dir, name)).read() for name in os.listdir(bin_dir) if name[0] != "_"}
     runners = {name for name, source in sources.items() if "app.run(" in source}
-    assert runners == {f"{b}.py" for b in ("train", "distill", "evaluate", "export", "sample", "pipeline")}
+    assert runners == {f"{b}.py" for b in ("train", "distill", "evaluate", "export", "sample", "pipeline", "launch")}
     for name in runners:
         assert "app.run(errors.with_messages(main))" in sources[name], name
         assert "logging.error" not in sources[name], name  # Messages of failures come from one place.

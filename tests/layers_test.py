@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_gkd"
 # Each part (a folder or a top-level module of tf_gkd) with its layer, lowest first.
 LAYERS = [
     ("contract", "errors"),  # The generator contract, the failures users are told about.
-    ("files", "rundir"),  # Safe files (atomic writes, locks), the run-directory layout.
+    ("children", "files", "rundir"),  # Child processes, safe files (atomic writes, locks), the run-directory layout.
     ("distribute", "images"),
     ("data", "networks", "losses"),
     ("models", "export"),

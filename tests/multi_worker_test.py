@@ -1,16 +1,16 @@
 """Training on several machines: worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
 
-import json
 import os
-import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
 import pytest
 
-from tf_gkd import distribute
+from tf_gkd import children, distribute
+from tf_gkd.bin import launch
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import train as runs
 
@@ -31,21 +31,9 @@ TINY = dict(
 )
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tf_config(ports, index):
-    return json.dumps(
-        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
-    )
-
-
 def run_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2):
     """Runs gkd-<binary> with `options` as `num_workers` worker processes; returns their (exit status, output)."""
-    ports = [free_port() for _ in range(num_workers)]
+    ports = children.free_ports(num_workers)
     flags = [f"--{name}={value}" for name, value in options.items()]
     processes = [
         subprocess.Popen(
@@ -58,7 +46,7 @@ def run_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_wo
                 "--strategy=multi_worker",
                 *flags,
             ],
-            env=dict(os.environ, TF_CONFIG=tf_config(ports, i), TMPDIR=str(tmp_dir), TF_CPP_MIN_LOG_LEVEL="2"),
+            env=dict(os.environ, TF_CONFIG=launch.tf_config(ports, i), TMPDIR=str(tmp_dir), TF_CPP_MIN_LOG_LEVEL="2"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -137,3 +125,32 @@ def test_a_bad_tf_config_is_named(text, message):
 def test_multi_worker_runs_one_step_per_execution():
     with pytest.raises(config_lib.ConfigError, match="Pass --steps_per_execution=1"):
         config_lib.TrainConfig(strategy="multi_worker", steps_per_execution=10)
+
+
+def gkd_launch(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tf_gkd.bin.launch", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_launch_gives_each_worker_its_tf_config():
+    script = (
+        "import json, os; t = json.loads(os.environ['TF_CONFIG']); "
+        "print(t['task']['index'], len(t['cluster']['worker']))"
+    )
+    result = gkd_launch("--workers=3", "--", sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["[worker 0] 0 3", "[worker 1] 1 3", "[worker 2] 2 3"]
+
+
+def test_launch_stops_every_worker_when_one_fails():
+    script = (
+        "import json, os, sys, time\n"
+        "if json.loads(os.environ['TF_CONFIG'])['task']['index'] == 1: sys.exit(3)\n"
+        "time.sleep(100)"
+    )
+    start = time.time()
+    result = gkd_launch("--workers=2", "--", sys.executable, "-c", script)
+    assert result.returncode == 3
+    assert "Worker 1 exited with status 3; the other workers were stopped." in result.stderr
+    assert time.time() - start < 60

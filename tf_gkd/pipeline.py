@@ -16,15 +16,13 @@ pipeline skips done stages and resumes an interrupted training stage from its
 last checkpoint.
 """
 
-import ctypes
 import dataclasses
 import os
-import signal
 import subprocess
 import sys
 import time
 
-from tf_gkd import errors, files, rundir
+from tf_gkd import children, errors, files, rundir
 
 TEACHER_DIR = "teacher"
 STUDENTS_DIR = "students"
@@ -225,14 +223,6 @@ def plan(
     return stages
 
 
-def _die_with_parent():
-    """Runs in the child before exec: a killed pipeline takes its running stage with it (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # Not Linux: the stage then finishes on its own.
-
-
 def run_stage(stage, log=print):
     """Runs `stage`'s command and stamps it; returns its wall time in seconds.
 
@@ -242,7 +232,7 @@ def run_stage(stage, log=print):
     command = stage.command()
     log(f"[{stage.name}] {' '.join(command)}")
     start = time.perf_counter()
-    result = subprocess.run(command, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    result = subprocess.run(command, preexec_fn=children.DIE_WITH_PARENT)
     if result.returncode != 0:
         raise StageError(
             f"Stage {stage.name!r} failed (exit status {result.returncode}); its error is above. "
