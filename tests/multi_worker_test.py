@@ -1,6 +1,7 @@
 """Training on several machines: worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -8,6 +9,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_gkd import children, distribute
 from tf_gkd.bin import launch
@@ -31,8 +33,8 @@ TINY = dict(
 )
 
 
-def run_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2):
-    """Runs gkd-<binary> with `options` as `num_workers` worker processes; returns their (exit status, output)."""
+def start_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2):
+    """Starts gkd-<binary> with `options` as `num_workers` worker processes."""
     ports = children.free_ports(num_workers)
     flags = [f"--{name}={value}" for name, value in options.items()]
     processes = [
@@ -53,7 +55,12 @@ def run_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_wo
         )
         for i in range(num_workers)
     ]
-    return [(p.wait(timeout=300), p.stdout.read()) for p in processes]
+    return processes
+
+
+def run_workers(*args, **kwargs):
+    """`start_workers` to the end; returns each worker's (exit status, output)."""
+    return [(p.wait(timeout=300), p.stdout.read()) for p in start_workers(*args, **kwargs)]
 
 
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(tiny_data_dir, tmp_path):
@@ -103,6 +110,41 @@ def test_two_workers_distil_like_one_process(tiny_data_dir, tmp_path):
     one = keras.saving.load_model(single / "student.keras").get_weights()
     for a, b in zip(two, one, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_killed_workers_resume_from_the_chiefs_checkpoint(tiny_data_dir, tmp_path):
+    workdir, worker_tmp = tmp_path / "run", tmp_path / "worker_tmp"
+    worker_tmp.mkdir()
+    options = dict(TINY, train_steps=2000, checkpoint_every=10, log_every=10, sample_every=1000)
+    processes = start_workers(workdir, tiny_data_dir, worker_tmp, options=options)
+    deadline = time.time() + 120
+    while (step := latest_step(workdir)) is None or step < 20:
+        assert all(p.poll() is None for p in processes), [p.stdout.read() for p in processes]
+        assert time.time() < deadline, "no checkpoint written in time"
+        time.sleep(0.05)
+    for p in processes:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    killed_at = latest_step(workdir)
+    finish = dict(options, train_steps=killed_at + 10)
+    for status, output in run_workers(workdir, tiny_data_dir, worker_tmp, options=finish):
+        assert status == 0, output
+        assert f"(step {killed_at})" in output  # Both workers resumed from the chief's checkpoint.
+    assert latest_step(workdir) == killed_at + 10
+
+    # One process interrupted at the same step ends with the same weights.
+    single = tmp_path / "single"
+    runs.train(config_lib.TrainConfig(data_dir=tiny_data_dir, **dict(options, train_steps=killed_at)), str(single))
+    runs.train(config_lib.TrainConfig(data_dir=tiny_data_dir, **finish), str(single))
+    two = keras.saving.load_model(workdir / "generator.keras").get_weights()
+    one = keras.saving.load_model(single / "generator.keras").get_weights()
+    for a, b in zip(two, one, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def latest_step(workdir):
+    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    return int(path.rsplit("-", 1)[1]) if path else None
 
 
 @pytest.mark.parametrize(
