@@ -33,10 +33,14 @@ TINY = dict(
 )
 
 
-def start_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2):
-    """Starts gkd-<binary> with `options` as `num_workers` worker processes."""
+def start_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2, per_worker=None):
+    """Starts gkd-<binary> with `options` (updated by worker i's `per_worker[i]`) as `num_workers` processes."""
     ports = children.free_ports(num_workers)
-    flags = [f"--{name}={value}" for name, value in options.items()]
+    per_worker = per_worker or [{}] * num_workers
+
+    def flags(i):
+        return [f"--{name}={value}" for name, value in (options | per_worker[i]).items()]
+
     processes = [
         subprocess.Popen(
             [
@@ -46,7 +50,7 @@ def start_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_
                 f"--workdir={workdir}",
                 f"--data_dir={data_dir}",
                 "--strategy=multi_worker",
-                *flags,
+                *flags(i),
             ],
             env=dict(os.environ, TF_CONFIG=launch.tf_config(ports, i), TMPDIR=str(tmp_dir), TF_CPP_MIN_LOG_LEVEL="2"),
             stdout=subprocess.PIPE,
@@ -142,6 +146,15 @@ def test_killed_workers_resume_from_the_chiefs_checkpoint(tiny_data_dir, tmp_pat
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_workers_started_with_different_options_are_refused(tiny_data_dir, tmp_path):
+    seeds = [{"seed": 0}, {"seed": 1}]
+    for status, output in run_workers(tmp_path / "run", tiny_data_dir, tmp_path, per_worker=seeds):
+        assert status == 1, output
+        assert "The workers of this run were started with different options" in output
+        assert "Traceback" not in output
+    assert not (tmp_path / "run").exists()
+
+
 def latest_step(workdir):
     path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
     return int(path.rsplit("-", 1)[1]) if path else None
@@ -162,6 +175,28 @@ def latest_step(workdir):
 def test_a_bad_tf_config_is_named(text, message):
     with pytest.raises(distribute.ClusterError, match=message):
         distribute.check_tf_config(text)
+
+
+def test_slurm_job_steps_are_resolved(monkeypatch):
+    for name, value in {
+        "SLURM_PROCID": "1",
+        "SLURM_STEP_NUM_TASKS": "2",
+        "SLURM_STEP_NODELIST": "node[7-8]",
+        "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+    }.items():
+        monkeypatch.setenv(name, value)
+    resolver = distribute.make_cluster_resolver("slurm")
+    assert resolver.cluster_spec().as_dict() == {"worker": ["node7:8888", "node8:8888"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+
+
+def test_a_missing_cluster_is_named(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    with pytest.raises(distribute.ClusterError, match="needs the TF_CONFIG environment variable"):
+        distribute.make_cluster_resolver("tf_config")
+    with pytest.raises(distribute.ClusterError, match="SLURM_PROCID"):
+        distribute.make_cluster_resolver("slurm")
 
 
 def test_multi_worker_runs_one_step_per_execution():

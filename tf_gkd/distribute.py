@@ -13,6 +13,7 @@ custom step must take care of two things Keras's built-in losses do for it:
   mirrored run reproduces a single-device run up to floating-point rounding.
 """
 
+import hashlib
 import json
 import os
 
@@ -22,6 +23,7 @@ import tensorflow as tf
 from tf_gkd import errors
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+CLUSTER_RESOLVERS = ("tf_config", "slurm")
 
 
 class ClusterError(errors.Error, ValueError):
@@ -54,27 +56,47 @@ def check_tf_config(text):
     return tf_config
 
 
-def make_strategy(name):
+def make_strategy(name, cluster_resolver="tf_config"):
     """The `tf.distribute.Strategy` called `name` (one of `STRATEGIES`).
 
     `default`: no distribution (one device). `mirrored`: synchronous data
     parallelism over this machine's GPUs (or its CPU when there are none).
-    `multi_worker`: synchronous data parallelism over several machines, each
-    described by the `TF_CONFIG` environment variable.
+    `multi_worker`: synchronous data parallelism over several machines, found
+    by `cluster_resolver` (one of `CLUSTER_RESOLVERS`).
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=make_cluster_resolver(cluster_resolver))
+    raise ValueError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: {name!r}")
+
+
+def make_cluster_resolver(kind):
+    """The cluster of a multi-worker run: from `TF_CONFIG` (`tf_config`) or from a Slurm job step (`slurm`).
+
+    Raises:
+      ClusterError: the environment does not describe a cluster of that kind.
+    """
+    if kind == "tf_config":
         if "TF_CONFIG" not in os.environ:
             raise ClusterError(
                 "--strategy=multi_worker needs the TF_CONFIG environment variable describing the cluster "
-                "(see https://www.tensorflow.org/guide/distributed_training#TF_CONFIG)."
+                "(see https://www.tensorflow.org/guide/distributed_training#TF_CONFIG), or "
+                "--cluster_resolver=slurm inside a Slurm job."
             )
         check_tf_config(os.environ["TF_CONFIG"])
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: {name!r}")
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if kind == "slurm":
+        missing = [name for name in ("SLURM_PROCID", "SLURM_STEP_NODELIST") if name not in os.environ]
+        if missing:
+            raise ClusterError(
+                f"--cluster_resolver=slurm runs inside a Slurm job step (srun), whose environment sets "
+                f"{', '.join(missing)}; it is not set here."
+            )
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    raise ValueError(f"Unknown cluster resolver. Expected one of {CLUSTER_RESOLVERS}. Received: {kind!r}")
 
 
 def worker(strategy):
@@ -96,6 +118,18 @@ def is_chief(strategy):
     if task is None or task[0] == "chief":
         return True
     return task == ("worker", 0) and "chief" not in strategy.cluster_resolver.cluster_spec().as_dict()
+
+
+def same_everywhere(strategy, text):
+    """True when `text` is the same in every replica of `strategy` (a collective: every worker must call it).
+
+    Its SHA-256 bytes and their squares are summed across replicas: they equal
+    the replica count times this replica's only when every replica's are equal.
+    """
+    digest = tf.constant(list(hashlib.sha256(text.encode()).digest()), tf.float32)
+    mine = tf.concat([digest, digest * digest], 0)  # Sums of these stay exact in float32.
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(mine)), axis=None)
+    return bool(tf.reduce_all(total == mine * strategy.num_replicas_in_sync))
 
 
 def num_replicas():

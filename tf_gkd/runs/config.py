@@ -245,8 +245,14 @@ class TrainConfig:
     strategy: str = option(
         "default",
         "tf.distribute strategy: default (one device), mirrored (this machine's GPUs), multi_worker (machines "
-        "listed in TF_CONFIG).",
+        "listed by --cluster_resolver).",
         choices=distribute.STRATEGIES,
+    )
+    cluster_resolver: str = option(
+        "tf_config",
+        "Where --strategy=multi_worker finds its cluster: tf_config (the TF_CONFIG environment variable) or slurm "
+        "(the Slurm job step's environment, through TensorFlow's SlurmClusterResolver).",
+        choices=distribute.CLUSTER_RESOLVERS,
     )
     jit_compile: bool = option(False, "Compile the train step with XLA.")
     mixed_precision: str = option(

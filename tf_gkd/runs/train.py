@@ -7,6 +7,7 @@ training loop.
 """
 
 import dataclasses
+import json
 import os
 import tempfile
 
@@ -158,9 +159,17 @@ def train(config, workdir):
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory: choose another --workdir.")
-    strategy = distribute.make_strategy(config.strategy)
+    strategy = distribute.make_strategy(config.strategy, config.cluster_resolver)
     if strategy.num_replicas_in_sync > 1:
         logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
+    if distribute.worker(strategy) is not None:
+        # Paths may differ between machines; every other option must be the same on every worker.
+        options = dataclasses.replace(config, data_dir=None, raw_data_dir=None)
+        if not distribute.same_everywhere(strategy, json.dumps(dataclasses.asdict(options), sort_keys=True)):
+            raise config_lib.ConfigError(
+                "The workers of this run were started with different options: start every worker with the same "
+                "command (only --data_dir and --raw_data_dir may differ)."
+            )
     if not distribute.is_chief(strategy):
         # Another worker of a multi-worker run: the same steps and saves as the chief, written to a
         # temporary directory of its own that goes at the end; it resumes from the chief's checkpoints.
