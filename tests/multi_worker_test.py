@@ -87,6 +87,12 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tiny_data_
             np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
 
 
+def test_a_cluster_of_one_worker_trains(tiny_data_dir, tmp_path):
+    ((status, output),) = run_workers(tmp_path / "run", tiny_data_dir, tmp_path, num_workers=1)
+    assert status == 0, output
+    assert (tmp_path / "run" / "generator.keras").exists()
+
+
 def test_two_workers_distil_like_one_process(tiny_data_dir, tmp_path):
     teacher = tmp_path / "teacher"
     runs.train(config_lib.TrainConfig(data_dir=tiny_data_dir, **TINY), str(teacher))

@@ -107,6 +107,17 @@ def worker(strategy):
     return resolver.task_type, resolver.task_id
 
 
+def num_workers(strategy):
+    """Number of worker processes (chief included) of `strategy`'s cluster; 1 on one machine."""
+    if worker(strategy) is None:
+        return 1
+    return sum(
+        len(tasks)
+        for job, tasks in strategy.cluster_resolver.cluster_spec().as_dict().items()
+        if job in ("chief", "worker")
+    )
+
+
 def is_chief(strategy):
     """True for the process that writes the run directory: the only one, the "chief", or worker 0 without one.
 

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from tf_gkd import distribute
+
 
 class TrainStepModel(keras.Model):
     """Base of the GAN, the VAE and the generator distiller: Keras models with their own `train_step`.
@@ -20,9 +22,9 @@ class TrainStepModel(keras.Model):
     def logs(self, metrics=None):
         """{name: result} of `metrics` (default: all of them), as a step returns its logs.
 
-        Under MultiWorkerMirroredStrategy Keras 3.15 reduces every logged value
-        across workers over its axis 0, so scalars are logged as [1].
+        With several workers (MultiWorkerMirroredStrategy), Keras 3.15 reduces
+        every logged value across them over its axis 0, so scalars are logged as [1].
         """
         metrics = self.metrics if metrics is None else metrics
-        multi_worker = isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        return {m.name: tf.reshape(m.result(), [1]) if multi_worker else m.result() for m in metrics}
+        several = distribute.num_workers(self.distribute_strategy) > 1
+        return {m.name: tf.reshape(m.result(), [1]) if several else m.result() for m in metrics}
