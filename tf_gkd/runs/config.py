@@ -41,9 +41,7 @@ class ConfigError(errors.Error, ValueError):
         self.field = field
 
 
-def option(
-    default, help, *, choices=None, minimum=None, above=None, maximum=None, below=None, check=None, identity=()
-):
+def option(default, help, *, choices=None, minimum=None, above=None, maximum=None, below=None, check=None, identity=()):
     """A `TrainConfig` field: its default, its help, and what values it takes.
 
     Args:
@@ -61,7 +59,13 @@ def option(
     return dataclasses.field(
         default=default,
         metadata=dict(
-            help=help, choices=choices, minimum=minimum, above=above, maximum=maximum, below=below, check=check,
+            help=help,
+            choices=choices,
+            minimum=minimum,
+            above=above,
+            maximum=maximum,
+            below=below,
+            check=check,
             identity=tuple(identity),
         ),
     )
@@ -106,9 +110,11 @@ class TrainConfig:
     """Everything that determines a training run. Defaults are the quickstart teacher."""
 
     model: str = option(
-        "gan", "What to train: gan, vae (the generator_* options then configure its decoder), or distill "
+        "gan",
+        "What to train: gan, vae (the generator_* options then configure its decoder), or distill "
         "(a student generator of the generator_* options; see gkd-distill).",
-        choices=MODELS, identity=MODELS,
+        choices=MODELS,
+        identity=MODELS,
     )
     # Data.
     dataset: str = option(
@@ -125,15 +131,11 @@ class TrainConfig:
     z_dim: int = option(100, "Latent size.", minimum=1, identity=MODELS)
     generator_kind: str = option("conv", "Generator architecture.", choices=factory.KINDS, identity=MODELS)
     generator_width: float = option(1.0, "Generator width multiplier.", above=0, identity=MODELS)
-    generator_depth: int | None = option(
-        None, "Generator depth (default: the kind's own).", minimum=0, identity=MODELS
-    )
+    generator_depth: int | None = option(None, "Generator depth (default: the kind's own).", minimum=0, identity=MODELS)
     discriminator_kind: str = option(
         "conv", "Discriminator architecture.", choices=factory.TRUNK_KINDS, identity=("gan", "distill")
     )
-    discriminator_width: float = option(
-        1.0, "Discriminator width multiplier.", above=0, identity=("gan", "distill")
-    )
+    discriminator_width: float = option(1.0, "Discriminator width multiplier.", above=0, identity=("gan", "distill"))
     discriminator_depth: int | None = option(
         None, "Discriminator depth (default: the kind's own).", minimum=0, identity=("gan", "distill")
     )
@@ -151,7 +153,8 @@ class TrainConfig:
     likelihood: str = option(
         "bernoulli",
         "VAE reconstruction likelihood on [0, 1] pixels: bernoulli (cross-entropy) or gaussian (fixed sigma).",
-        choices=vae_losses.LIKELIHOODS, identity=("vae",),
+        choices=vae_losses.LIKELIHOODS,
+        identity=("vae",),
     )
     gaussian_sigma: float = option(
         0.1, "Fixed sigma of the gaussian likelihood, on [0, 1] pixels.", above=0, identity=("vae",)
@@ -172,53 +175,60 @@ class TrainConfig:
         choices=STUDENT_INITS,
         identity=("distill",),
     )
-    pixel_loss: str = option(
-        "l1", "Pixel mimicry loss.", choices=distill_losses.PIXEL_LOSSES, identity=("distill",)
-    )
+    pixel_loss: str = option("l1", "Pixel mimicry loss.", choices=distill_losses.PIXEL_LOSSES, identity=("distill",))
     pixel_weight: float = option(1.0, "Weight of pixel mimicry.", minimum=0, identity=("distill",))
     adversarial_weight: float = option(
         0.0, "λ: weight of the adversarial term (0: no GAN loss).", minimum=0, identity=("distill",)
     )
-    feature_weight: float = option(
-        0.0, "Weight of discriminator-feature mimicry.", minimum=0, identity=("distill",)
-    )
+    feature_weight: float = option(0.0, "Weight of discriminator-feature mimicry.", minimum=0, identity=("distill",))
     distribution_weight: float = option(
         0.0,
         "Weight of the distribution term: the energy distance between the student's batch and the "
         "--distribution_target batch in the discriminator's features.",
-        minimum=0, identity=("distill",),
+        minimum=0,
+        identity=("distill",),
     )
     distribution_target: str = option(
-        "teacher", "What the distribution term pulls the student's batch towards: the teacher's images or real ones.",
-        choices=distill_losses.DISTRIBUTION_TARGETS, identity=("distill",),
+        "teacher",
+        "What the distribution term pulls the student's batch towards: the teacher's images or real ones.",
+        choices=distill_losses.DISTRIBUTION_TARGETS,
+        identity=("distill",),
     )
     pixel_weight_schedule: str = option(
         "constant",
         "Schedule of the pixel weight over the run: constant, ramp_up:A:B or ramp_down:A:B (A, B: shares of "
         "--train_steps; e.g. ramp_down:0.5:1 decays it to 0 over the second half).",
-        check=schedules.parse, identity=("distill",),
+        check=schedules.parse,
+        identity=("distill",),
     )
     adversarial_weight_schedule: str = option(
         "constant",
         "Schedule of λ over the run, as --pixel_weight_schedule (e.g. ramp_up:0.25:0.5).",
-        check=schedules.parse, identity=("distill",),
+        check=schedules.parse,
+        identity=("distill",),
     )
     posterior_fraction: float = option(
-        0.5, "VAE teachers: share of each batch with z from the teacher encoder's posterior on real images.",
-        minimum=0, maximum=1, identity=("distill",),
+        0.5,
+        "VAE teachers: share of each batch with z from the teacher encoder's posterior on real images.",
+        minimum=0,
+        maximum=1,
+        identity=("distill",),
     )
     offline_pairs: int = option(
         0,
         "Offline distillation: write this many (z, teacher image) pairs first, then train from them alone "
         "(0: query the teacher online).",
-        minimum=0, identity=("distill",),
+        minimum=0,
+        identity=("distill",),
     )
     # Optimisation.
     loss: str = option("non_saturating", "GAN loss.", choices=gan_losses.LOSSES, identity=("gan", "distill"))
     d_steps: int = option(1, "Discriminator updates per generator update.", minimum=1)
     gp_weight: float = option(10.0, "Gradient-penalty weight (wasserstein loss).", minimum=0)
     r1_weight: float = option(
-        0.0, "γ of the discriminator's R1 penalty (γ/2)·E‖∇D(x)‖² on real images (0: none).", minimum=0,
+        0.0,
+        "γ of the discriminator's R1 penalty (γ/2)·E‖∇D(x)‖² on real images (0: none).",
+        minimum=0,
         identity=("gan", "distill"),
     )
     real_label: float = option(
@@ -286,7 +296,8 @@ class TrainConfig:
 
         if self.model == "distill":
             require(
-                bool(self.teacher), "Distillation needs a teacher: pass --teacher=RUN_DIR of a gkd-train run.",
+                bool(self.teacher),
+                "Distillation needs a teacher: pass --teacher=RUN_DIR of a gkd-train run.",
                 "teacher",
             )
             require(

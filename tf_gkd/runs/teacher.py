@@ -11,9 +11,8 @@ import os
 
 import keras
 
-from tf_gkd import rundir
+from tf_gkd import errors, rundir
 from tf_gkd.networks import io as model_io
-from tf_gkd import errors
 
 
 class TeacherError(errors.Error, ValueError):
@@ -88,7 +87,6 @@ def load_teacher(run_dir, dataset):
         encoder=encoder,
         discriminator_path=discriminator_path if os.path.exists(discriminator_path) else None,
     )
-
 
 
 def _load_network(path):

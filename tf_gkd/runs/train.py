@@ -22,7 +22,7 @@ from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.models import distiller as distill_lib
 from tf_gkd.models import gan as gan_lib
 from tf_gkd.models import vae as vae_lib
-from tf_gkd.networks import factory, narrow, fast
+from tf_gkd.networks import factory, fast, narrow
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import teacher as teacher_lib
 from tf_gkd.runs import vae_report
@@ -175,7 +175,9 @@ def train(config, workdir):
         # temporary directory of its own that goes at the end; it resumes from the chief's checkpoints.
         task_type, task_id = distribute.worker(strategy)
         with tempfile.TemporaryDirectory(prefix=f"tf_gkd_{task_type}{task_id}_") as own_dir:
-            logging.info("Worker %s %d: the chief writes %s; this worker writes to %s.", task_type, task_id, workdir, own_dir)
+            logging.info(
+                "Worker %s %d: the chief writes %s; this worker writes to %s.", task_type, task_id, workdir, own_dir
+            )
             with strategy.scope():
                 return _train(config, own_dir, run_dir=workdir)
     with files.locked(files.directory_lock(workdir), f"Run directory {workdir}"):
@@ -205,8 +207,9 @@ def _train(config, workdir, run_dir=None):
             kind, depth = teacher.config.get("generator_kind"), teacher.config.get("generator_depth")
             if (kind, depth) != (config.generator_kind, config.generator_depth):
                 raise teacher_lib.TeacherError(
-                    f"--student_init=teacher needs a student of the teacher's kind and depth: teacher {teacher.run_dir} "
-                    f"has generator_kind={kind!r}, generator_depth={depth}; the student generator_kind="
+                    "--student_init=teacher needs a student of the teacher's kind and depth: teacher "
+                    f"{teacher.run_dir} has generator_kind={kind!r}, generator_depth={depth}; the student "
+                    "generator_kind="
                     f"{config.generator_kind!r}, generator_depth={config.generator_depth}. Pass --student_kind and "
                     "--student_depth to match."
                 )

@@ -65,7 +65,10 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
     files.write_json(result, path)
     logging.info(
         "Held-out negative ELBO %.2f nats per image (reconstruction %.2f, KL %.2f); wrote %s",
-        result["negative_elbo"], result["reconstruction"], result["kl"], path,
+        result["negative_elbo"],
+        result["reconstruction"],
+        result["kl"],
+        path,
     )
 
     writer = tf.summary.create_file_writer(os.path.join(workdir, rundir.TENSORBOARD_DIR))
@@ -76,13 +79,18 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
             samples_dir = os.path.join(workdir, rundir.SAMPLES_DIR)
             manifold = latent_manifold(model.decoder, manifold_size)
             image_utils.save_grid_png(
-                manifold, os.path.join(samples_dir, rundir.MANIFOLD_FILE), title=f"latent manifold, step {step}",
+                manifold,
+                os.path.join(samples_dir, rundir.MANIFOLD_FILE),
+                title=f"latent manifold, step {step}",
                 cols=manifold_size,
             )
             tf.summary.image("latent_manifold", image_utils.make_grid(manifold, cols=manifold_size)[None])
             scatter = image_utils.scatter_plot(
-                model.encode(test_images), test_labels, os.path.join(samples_dir, rundir.SCATTER_FILE),
-                title=f"{description}: posterior means, step {step}", label_names=label_names,
+                model.encode(test_images),
+                test_labels,
+                os.path.join(samples_dir, rundir.SCATTER_FILE),
+                title=f"{description}: posterior means, step {step}",
+                label_names=label_names,
             )
             tf.summary.image("latent_scatter", scatter[None])
             logging.info("Wrote %s and %s in %s", rundir.MANIFOLD_FILE, rundir.SCATTER_FILE, samples_dir)
