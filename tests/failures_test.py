@@ -89,7 +89,7 @@ def test_leftovers_of_killed_writers_are_removed(tmp_path):
     (tmp_path / f".export.tmp-{HEX}.old").mkdir()
     (tmp_path / f".export.tmp-{HEX}.old" / "report.json").write_text("previous")
     (tmp_path / f".other.tmp-{HEX}").mkdir()  # Another directory's: not ours to remove.
-    assert files.remove_leftovers(tmp_path, replaced="export") == [f".export.tmp-{HEX}"]
+    assert files.remove_replacement_leftovers(tmp_path / "export") == [f".export.tmp-{HEX}"]
     assert sorted(os.listdir(tmp_path)) == [f".other.tmp-{HEX}", "export", "notes.txt"]
     assert (tmp_path / "export" / "report.json").read_text() == "previous"
 
@@ -151,8 +151,11 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(tiny_gan_config, tmp_
     for path in checkpoint_files(workdir, 10):
         with open(path, "r+b") as f:
             f.truncate(os.path.getsize(path) // 2)  # A disk that filled up.
+    unfinished = tmp_path / "run" / rundir.CHECKPOINTS_DIR / "ckpt-12_temp"  # A save that was killed.
+    unfinished.mkdir()
     with caplog.at_level(logging.INFO, logger="absl"):
         model = runs.train(tiny_gan_config(train_steps=15), workdir)
+    assert not unfinished.exists()
     assert f"Skipped checkpoint {os.path.join(workdir, rundir.CHECKPOINTS_DIR, 'ckpt-10')}: it does not load" in (
         caplog.text
     )

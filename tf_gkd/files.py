@@ -180,36 +180,40 @@ def sibling_lock(path):
     return os.path.join(parent, f".{name}{LOCK_FILE}")
 
 
-def remove_leftovers(directory, replaced=None):
-    """Removes what killed writers left in `directory`; call it holding the lock of what it cleans.
+def remove_leftovers(directory, pattern=_TEMPORARY):
+    """Removes the files and folders of `directory` whose names match `pattern`; returns their names.
 
-    Without `replaced`: `atomic_path`'s temporary files in `directory` (hold
-    the directory's lock). With `replaced`, the name of a directory in
-    `directory` written with `atomic_directory`: only its temporary
-    directories (hold its `sibling_lock`); a previous version of it that a
-    killed swap had moved aside is put back. Returns the names removed.
+    For what killed writers left: by default `atomic_path`'s temporary files;
+    callers pass the patterns of other writers' temporaries (an unfinished
+    checkpoint save, a dataset preparation). Call it holding the lock of what
+    it cleans.
     """
     if not os.path.isdir(directory):
         return []
-    if replaced is None:
-        pattern = _TEMPORARY
-    else:
-        pattern = re.compile(rf"\.{re.escape(replaced)}\.tmp-[0-9a-f]{{32}}(\.old)?$")
-    removed = []
-    for name in sorted(os.listdir(directory)):
-        match = pattern.match(name)
-        if not match:
-            continue
+    removed = [name for name in sorted(os.listdir(directory)) if pattern.match(name)]
+    for name in removed:
         path = os.path.join(directory, name)
-        if replaced is not None and match.group(1) and not os.path.lexists(os.path.join(directory, replaced)):
-            os.rename(path, os.path.join(directory, replaced))
-            logging.warning("Put back %s, moved aside by a process killed while replacing it.", replaced)
-            continue
         if os.path.isdir(path):
             shutil.rmtree(path)
         else:
             os.remove(path)
-        removed.append(name)
     if removed:
         logging.info("Removed what a killed process left in %s: %s.", directory, ", ".join(removed))
     return removed
+
+
+def remove_replacement_leftovers(path):
+    """Removes what a killed `atomic_directory(path)` left beside `path`; returns the names removed.
+
+    That is its temporary directories; a previous version of `path` that a
+    killed swap had moved aside is put back first. Call it holding `path`'s
+    `sibling_lock`.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(rf"\.{re.escape(name)}\.tmp-[0-9a-f]{{32}}(\.old)?$")
+    if os.path.isdir(parent) and not os.path.lexists(path):
+        moved = [n for n in os.listdir(parent) if (match := pattern.match(n)) and match.group(1)]
+        if moved:
+            os.rename(os.path.join(parent, moved[0]), path)
+            logging.warning("Put back %s, moved aside by a process killed while replacing it.", path)
+    return remove_leftovers(parent, pattern)

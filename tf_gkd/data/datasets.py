@@ -12,7 +12,7 @@ caller asks for `download=True`.
 
 import functools
 import os
-import shutil
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +36,7 @@ DEFAULT_RAW_DIRS = {
     "mnist": None,
 }
 DATASETS = tuple(_BUILDERS)
-_INCOMPLETE_PREFIX = "incomplete."  # tfds's temporary folders while it prepares a dataset.
+_INCOMPLETE = re.compile(r"incomplete\.")  # tfds's temporary folders while it prepares a dataset.
 
 
 class DataError(errors.Error, RuntimeError):
@@ -106,7 +106,7 @@ def prepare(name, data_dir=None, raw_dir=None, download=False):
             builder = tfds.builder(name, data_dir=data_dir)
             if builder.is_prepared():  # By the process that held the lock before.
                 return builder
-            _remove_incomplete(dataset_dir)
+            files.remove_leftovers(dataset_dir, _INCOMPLETE)
             if has_raw:
                 logging.info("Preparing %s in %s from the IDX files in %s.", name, builder.data_dir, raw_dir)
                 _local_builder_class(name)(raw_dir=raw_dir, data_dir=data_dir).download_and_prepare()
@@ -126,15 +126,6 @@ def prepare(name, data_dir=None, raw_dir=None, download=False):
     }[name]
     where = f"raw directory {raw_dir!r} lacks the IDX files" if raw_dir else "no raw directory given"
     raise DataError(f"Dataset {name!r} is not prepared in {builder.data_dir} and {where}. To get it, {hint}")
-
-
-def _remove_incomplete(dataset_dir):
-    """Removes tfds's `incomplete.*` folders in `dataset_dir`: a preparation that was killed."""
-    if os.path.isdir(dataset_dir):
-        for name in os.listdir(dataset_dir):
-            if name.startswith(_INCOMPLETE_PREFIX):
-                shutil.rmtree(os.path.join(dataset_dir, name))
-                logging.info("Removed %s, left by a preparation that did not finish.", os.path.join(dataset_dir, name))
 
 
 def load_numpy(name, split, data_dir=None, raw_dir=None, download=False):

@@ -176,8 +176,7 @@ def export_generator(
         raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
     # One process exports to a directory at a time; the temporary folders of a killed one are removed first.
     with files.locked(files.sibling_lock(export_dir), f"Export directory {export_dir}"):
-        parent, base = os.path.split(os.path.abspath(export_dir))
-        files.remove_leftovers(parent, replaced=base)
+        files.remove_replacement_leftovers(export_dir)
         check_destination(export_dir, overwrite)
         # Checked again before the swap: a process that does not lock (a user) may have written it meanwhile.
         with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:

@@ -6,16 +6,19 @@ checkpoint; a run that is already complete only (re)writes its final models.
 """
 
 import os
-import shutil
+import re
 
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import contract, errors, rundir
+from tf_gkd import contract, errors, files, rundir
 from tf_gkd.data import datasets
 from tf_gkd.networks import fast
 from tf_gkd.networks import io as model_io
 from tf_gkd.training import callbacks as cb
+
+# The folder in which TensorFlow writes a checkpoint before renaming its files into place.
+_UNFINISHED_SAVE = re.compile(r".+_temp$")
 
 
 def checkpoint_dir(workdir):
@@ -43,7 +46,7 @@ def restore(model, workdir, keep, run_dir=None):
     """
     directory = checkpoint_dir(run_dir or workdir)
     if run_dir is None:
-        _remove_checkpoint_leftovers(directory)
+        files.remove_leftovers(directory, _UNFINISHED_SAVE)
     checkpoint = tf.train.Checkpoint(**model.checkpoint_items())
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir(workdir), max_to_keep=keep)
     model.build_optimizers()  # Keras creates optimizer slots lazily; restore needs them now.
@@ -65,15 +68,6 @@ def restore(model, workdir, keep, run_dir=None):
             f"{directory} away to train the run again from step 0, or use a new --workdir."
         )
     return manager
-
-
-def _remove_checkpoint_leftovers(directory):
-    """Removes the temporary folders (`ckpt-N_temp`) of a save that a killed process left."""
-    if os.path.isdir(directory):
-        for name in os.listdir(directory):
-            if name.endswith("_temp") and os.path.isdir(os.path.join(directory, name)):
-                shutil.rmtree(os.path.join(directory, name))
-                logging.info("Removed %s, left by a save that did not finish.", os.path.join(directory, name))
 
 
 def fit(model, make_dataset, config, workdir, final_models, extra_images=None, before_training=None, run_dir=None):
