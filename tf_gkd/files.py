@@ -62,6 +62,23 @@ def write_json(value, path):
     write_text(json.dumps(value, indent=2) + "\n", path)
 
 
+def read_json_object(path, error, fix):
+    """The JSON object in the file at `path`.
+
+    Raises:
+      what `error(message)` returns, the message naming `path` and saying `fix`,
+        when the file is not valid JSON or holds something other than an object.
+    """
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except ValueError as e:
+        raise error(f"{path} is not valid JSON ({e}): {fix}.") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} is not a configuration (a JSON object): {fix}.")
+    return value
+
+
 @contextlib.contextmanager
 def atomic_directory(path, before_replace=None):
     """Yields a new empty directory beside `path`; on success it takes `path`'s place, on error it is removed.

@@ -365,16 +365,7 @@ def read_saved(workdir):
     path = os.path.join(workdir, rundir.CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    try:
-        with open(path) as f:
-            saved = json.load(f)
-    except ValueError as e:
-        raise ConfigError(
-            f"{path} is not valid JSON ({e}): restore it from a backup, or use a new --workdir."
-        ) from None
-    if not isinstance(saved, dict):
-        raise ConfigError(f"{path} is not a configuration (a JSON object): restore it, or use a new --workdir.")
-    return saved
+    return files.read_json_object(path, ConfigError, "restore it from a backup, or use a new --workdir")
 
 
 def check_resume(config, workdir):

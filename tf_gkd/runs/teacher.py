@@ -6,12 +6,11 @@ training starts, and reported with the path and what to do.
 """
 
 import dataclasses
-import json
 import os
 
 import keras
 
-from tf_gkd import errors, rundir
+from tf_gkd import errors, files, rundir
 from tf_gkd.networks import io as model_io
 
 
@@ -43,14 +42,9 @@ def read_config(run_dir):
     path = os.path.join(run_dir, rundir.CONFIG_FILE)
     if not os.path.exists(path):
         raise TeacherError(f"Teacher {run_dir} has no {rundir.CONFIG_FILE}: it is not a gkd-train run directory.")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except ValueError as e:
-        raise TeacherError(f"Teacher {path} is not valid JSON ({e}): restore it, or train the teacher again.") from None
-    if not isinstance(config, dict):
-        raise TeacherError(f"Teacher {path} is not a configuration (a JSON object): restore it.")
-    return config
+    return files.read_json_object(
+        path, lambda message: TeacherError(f"Teacher {message}"), "restore it, or train the teacher again"
+    )
 
 
 def load_teacher(run_dir, dataset):
