@@ -3,7 +3,7 @@
 Every failure a user can fix (bad input, a missing dataset, a run directory in
 use, an interrupted run) raises a subclass of `Error` whose message names what
 was wrong and what to do. The binaries turn it, and the operating system's
-`OSError`, into that message and an exit status (`tf_gkd.bin.common.run`);
+`OSError`, into that message and an exit status (`with_messages`);
 anything else is a bug and keeps its traceback.
 """
 

@@ -18,7 +18,7 @@ def define_classifier_dir_flag(flag_values=flags.FLAGS):
 
 
 def load_evaluator(precision_recall_k=None, batch_size=500):
-    """The evaluator of --dataset's test split and --classifier_dir's classifier; exits 1 if either is unavailable."""
+    """The evaluator of --dataset's test split and --classifier_dir's classifier (DataError, ClassifierError if not)."""
     return evaluate.load_evaluator(
         flags.FLAGS.dataset,
         flags.FLAGS.classifier_dir,

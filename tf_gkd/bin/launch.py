@@ -96,19 +96,18 @@ def main(argv):
     signal.signal(signal.SIGTERM, forward)
     while True:
         statuses = [p.poll() for p in processes]
-        failed = [(i, s) for i, s in enumerate(statuses) if s not in (None, 0)]
-        if failed:
-            index, status = failed[0]
-            _stop(processes, FLAGS.stop_timeout)
-            for relay in relays:
-                relay.join(timeout=5)
-            raise WorkerFailed(f"Worker {index} exited with status {status}; the other workers were stopped.", status)
-        if all(s == 0 for s in statuses):
-            for relay in relays:
-                relay.join(timeout=5)
-            logging.info("All %d workers finished.", FLAGS.workers)
-            return
+        failed = next(((i, s) for i, s in enumerate(statuses) if s not in (None, 0)), None)
+        if failed or all(s == 0 for s in statuses):
+            break
         time.sleep(0.2)
+    if failed:
+        _stop(processes, FLAGS.stop_timeout)
+    for relay in relays:
+        relay.join(timeout=5)
+    if failed:
+        index, status = failed
+        raise WorkerFailed(f"Worker {index} exited with status {status}; the other workers were stopped.", status)
+    logging.info("All %d workers finished.", FLAGS.workers)
 
 
 def run():
