@@ -282,14 +282,23 @@ def test_adversary_is_idle_until_its_ramp_starts():
     assert any(np.any(b != a.numpy()) for b, a in zip(d_weights, model.adversary.discriminator.weights))
 
 
-def test_adversary_trains_from_the_start_when_another_term_needs_it():
-    feature = tiny_distiller(
-        adversarial_weight=0.4, feature_weight=1.0, adversarial_weight_schedule="ramp_up:0.5:1", total_steps=4
+def test_the_adversarial_schedule_scales_every_discriminator_term():
+    # The feature and distribution terms wait for the schedule too: an idle discriminator, then a(t) of the ramp.
+    model = tiny_distiller(
+        feature_weight=1.0, distribution_weight=2.0, adversarial_weight_schedule="ramp_up:0.5:1", total_steps=4
     )
+    assert model.adversary_start == 2 and len(model.fit_callbacks) == 1
+    data = tf.data.Dataset.from_tensors({"real": REAL}).repeat()
+    # One step per epoch, so that the history has every step's terms.
+    h = model.fit(data, epochs=4, steps_per_epoch=1, verbose=0, shuffle=False, callbacks=model.fit_callbacks).history
+    assert h["d_loss"][:2] == [0, 0] and min(h["d_loss"][2:]) > 0  # Idle, then trained.
+    for step, factor in ((0, 0.0), (1, 0.0), (2, 0.0), (3, 0.5)):
+        expected = h["pixel"][step] + factor * (h["feature"][step] + 2.0 * h["distribution"][step])
+        assert h["loss"][step] == pytest.approx(expected, rel=1e-5)
+    assert h["feature"][3] > 0 and h["distribution"][3] != 0 and h["loss"][3] > h["pixel"][3]
     constant = tiny_distiller(adversarial_weight=0.4)
-    for model in (feature, constant):
-        assert model.adversary_start == 0 and model.fit_callbacks == []
-        assert fit(model, 1).history["d_loss"][0] > 0
+    assert constant.adversary_start == 0 and constant.fit_callbacks == []
+    assert fit(constant, 1).history["d_loss"][0] > 0
 
 
 def test_idle_discriminator_learns_at_the_runs_rate():

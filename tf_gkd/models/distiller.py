@@ -3,20 +3,22 @@
 For each batch the student and the teacher see the same latents z; the
 student's loss is
 
-    L = w_pixel(t) · |S(z) - T(z)|  +  λ(t) · L_GAN(D(S(z)))  +  w_feature · ‖f(S(z)) - f(T(z))‖²
-        + w_distribution · ED(f(S(z)), f(X))
+    L = w_pixel(t) · |S(z) - T(z)|
+        + a(t) · (λ · L_GAN(D(S(z))) + w_feature · ‖f(S(z)) - f(T(z))‖² + w_distribution · ED(f(S(z)), f(X)))
 
 where D is the discriminator of an adversary trained against real images (as
 in a GAN) and f its `features` layer; ED is the energy distance between the
 student's batch and a target batch X (the teacher's images or real ones) in
 those features: a distribution-level term, where the pixel and feature terms
-compare paired samples. The pixel weight and λ may follow
-schedules over the run (`tf_gkd.losses.schedules`: e.g. mimicry first, then
-the adversarial term ramping up while the pixel weight decays). λ = 0 and w_feature = 0 give pure
-mimicry, with no adversary at all. When λ's schedule ramps up from 0 and only λ
-needs the discriminator, the adversary is idle until the ramp starts: those steps
-are pure mimicry, at its speed, and the discriminator starts training with the
-ramp (`adversary_start`; `StartAdversary` switches the train step over). Targets come from the teacher on the fly
+compare paired samples. The pixel weight and the discriminator's terms may
+follow schedules over the run (`tf_gkd.losses.schedules`; a(t) is the
+adversarial schedule's factor): e.g. mimicry first, then the discriminator's
+terms ramping up while the pixel weight decays. With λ, w_feature and
+w_distribution all 0 it is pure mimicry, with no adversary at all. When the
+adversarial schedule ramps up from 0, the adversary is idle until the ramp
+starts: those steps are pure mimicry, at its speed, and the discriminator
+starts training with the ramp (`adversary_start`; `StartAdversary` switches
+the train step over). Targets come from the teacher on the fly
 (online) or from a file of (z, T(z)) pairs written beforehand (offline: the
 teacher is not needed while the student trains; see `tf_gkd.data.pairs`).
 
@@ -59,8 +61,9 @@ class GeneratorDistiller(TrainStepModel):
       distribution_target: what the distribution term pulls the student's
         batch towards: "teacher" (the teacher's images of the batch) or "real".
       pixel_weight_schedule, adversarial_weight_schedule: schedules (spec
-        strings of `tf_gkd.losses.schedules`) of the first two weights over
-        `total_steps` student updates.
+        strings of `tf_gkd.losses.schedules`) over `total_steps` student
+        updates: the first of the pixel weight, the second of every term that
+        reads the discriminator (λ, the feature and the distribution weights).
       total_steps: the run's length in steps, which the schedules' progress is
         a share of (needed by any schedule other than `constant`).
       posterior_fraction: share of each batch with posterior latents (VAE teachers).
@@ -145,7 +148,7 @@ class GeneratorDistiller(TrainStepModel):
         self.adversary = None
         # The first step whose loss needs the adversary (0: every step; see `StartAdversary`).
         self.adversary_start = 0
-        if self.adversarial_schedule.kind == "ramp_up" and feature_weight == 0 and distribution_weight == 0:
+        if self.adversarial_schedule.kind == "ramp_up":
             self.adversary_start = math.ceil(self.adversarial_schedule.start * total_steps)
         self.adversary_active = discriminator is not None
         if discriminator is not None:
@@ -255,15 +258,12 @@ class GeneratorDistiller(TrainStepModel):
             distribution = distill_losses.energy_distance(features[0], features[-1])
         return adversarial, feature, distribution
 
-    def _weights(self):
-        """(pixel weight, λ) at this step: the base weights times their schedules' factors."""
+    def _factors(self):
+        """The schedules' factors at this step: (of the pixel weight, of the discriminator's terms)."""
         if self.total_steps is None:
-            return self.pixel_weight, self.adversarial_weight
+            return 1.0, 1.0
         progress = tf.cast(self.optimizer.iterations, tf.float32) / float(self.total_steps)
-        return (
-            self.pixel_weight * self.pixel_schedule(progress),
-            self.adversarial_weight * self.adversarial_schedule(progress),
-        )
+        return self.pixel_schedule(progress), self.adversarial_schedule(progress)
 
     def train_step(self, data):
         z, target = self._targets(data)
@@ -271,7 +271,8 @@ class GeneratorDistiller(TrainStepModel):
             fake = self.student(z, training=True)
         if self.adversary_active:
             d_terms = self.adversary.train_step(data["real"], fake)
-        pixel_weight, adversarial_weight = self._weights()
+        pixel_factor, adversary_factor = self._factors()
+        pixel_weight, adversarial_weight = self.pixel_weight * pixel_factor, self.adversarial_weight * adversary_factor
         with tape:
             pixel = self.pixel_loss_fn(fake, target)
             adversarial, feature, distribution = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
@@ -280,8 +281,7 @@ class GeneratorDistiller(TrainStepModel):
             loss = (
                 pixel_weight * pixel
                 + adversarial_weight * adversarial
-                + self.feature_weight * feature
-                + self.distribution_weight * distribution
+                + adversary_factor * (self.feature_weight * feature + self.distribution_weight * distribution)
             )
         distribute.minimize(self.optimizer, tape, loss, self.student.trainable_weights)
         ema.update_ema(self.ema_student, self.student, self.ema_decay, self.optimizer.iterations)

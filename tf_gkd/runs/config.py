@@ -203,7 +203,8 @@ class TrainConfig:
     )
     adversarial_weight_schedule: str = option(
         "constant",
-        "Schedule of λ over the run, as --pixel_weight_schedule (e.g. ramp_up:0.25:0.5).",
+        "Schedule of the discriminator's terms (λ, --feature_weight, --distribution_weight) over the run, as "
+        "--pixel_weight_schedule (e.g. ramp_up:0.25:0.5).",
         check=schedules.parse,
         identity=("distill",),
     )
