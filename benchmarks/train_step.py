@@ -41,6 +41,7 @@ import reference  # noqa: E402  (benchmarks/reference.py)
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from tf_gkd import precision  # noqa: E402
 from tf_gkd.bin import common  # noqa: E402
 from tf_gkd.bin import train as train_bin  # noqa: E402, F401  (defines gkd-train's flags)
 from tf_gkd.data import datasets  # noqa: E402
@@ -121,7 +122,7 @@ def keras_io(model, images):
 def tf_gkd(model, images, labels, mixed_precision):
     """(tf_gkd model, its dataset) for `model`, as gkd-train / gkd-distill build them."""
     config = flagfile_config(model, mixed_precision=mixed_precision)
-    runs.set_precision(mixed_precision)
+    precision.apply(mixed_precision)
     if model in ("gan", "vae"):
         build = runs.build_gan if model == "gan" else runs.build_vae
         return build(config), datasets.train_dataset(images, labels, config.batch_size, seed=0)

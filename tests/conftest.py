@@ -23,8 +23,16 @@ def pytest_configure(config):
     flags.FLAGS.mark_as_parsed()
 
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def float32_after_each_test():
+    """Training sets Keras's global dtype policy (`--mixed_precision=auto` may pick bfloat16): no test leaks it."""
+    yield
+    keras.mixed_precision.set_global_policy("float32")
 
 
 def write_tiny_raw_dir(path, num_train=256, num_test=64, seed=0):

@@ -10,7 +10,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_gkd"
 LAYERS = [
     ("contract", "errors"),  # The generator contract, the failures users are told about.
     ("children", "files", "rundir"),  # Child processes, safe files (atomic writes, locks), the run-directory layout.
-    ("distribute", "images"),
+    ("distribute", "images", "precision"),  # Devices: strategies, the dtype policy; image helpers.
     ("data", "networks", "losses"),
     ("models", "export"),
     ("training", "evaluation"),

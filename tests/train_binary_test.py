@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd import files
+from tf_gkd import files, precision
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import train as runs
 from tf_gkd.training import callbacks, loop
@@ -64,6 +64,7 @@ def test_run_directory_contract(tiny_data_dir, tmp_path):
 
     saved = json.loads((workdir / "config.json").read_text())
     assert saved["train_steps"] == 20 and saved["generator_kind"] == "dense" and saved["data_dir"] == tiny_data_dir
+    assert saved["mixed_precision"] == precision.resolve("auto")  # What auto chose on this machine.
     assert latest_step(str(workdir)) == 20
     assert sorted(os.listdir(workdir / "samples")) == ["step_0000000.png", "step_0000010.png", "step_0000020.png"]
     events = [f for f in os.listdir(workdir / "tb") if f.startswith("events.out.tfevents")]

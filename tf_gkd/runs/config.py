@@ -15,7 +15,7 @@ import types
 
 from absl import logging
 
-from tf_gkd import distribute, errors, files, rundir
+from tf_gkd import distribute, errors, files, precision, rundir
 from tf_gkd.data import datasets
 from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import gan as gan_losses
@@ -24,7 +24,6 @@ from tf_gkd.losses import vae as vae_losses
 from tf_gkd.networks import factory
 
 MODELS = ("gan", "vae", "distill")
-MIXED_PRECISION = ("off", "mixed_float16", "mixed_bfloat16")
 LR_DECAYS = ("none", "cosine")
 FAST_LAYERS = ("auto", "off")
 STUDENT_INITS = ("random", "teacher")
@@ -267,10 +266,11 @@ class TrainConfig:
     )
     jit_compile: bool = option(False, "Compile the train step with XLA.")
     mixed_precision: str = option(
-        "off",
-        "Keras dtype policy: mixed_bfloat16 for CPUs with AMX/AVX512-BF16 and recent GPUs, "
-        "mixed_float16 (with loss scaling) for GPUs.",
-        choices=MIXED_PRECISION,
+        "auto",
+        "Keras dtype policy: auto (mixed_bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs of compute capability "
+        "8.0+, mixed_float16 on older GPUs with tensor cores, float32 otherwise), off (float32), mixed_bfloat16, "
+        "or mixed_float16 (with loss scaling).",
+        choices=precision.POLICIES,
     )
     fast_layers: str = option(
         "auto",

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import contract, distribute, files, rundir
+from tf_gkd import contract, distribute, files, precision, rundir
 from tf_gkd.data import datasets
 from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.models import distiller as distill_lib
@@ -27,11 +27,6 @@ from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import teacher as teacher_lib
 from tf_gkd.runs import vae_report
 from tf_gkd.training import loop
-
-
-def set_precision(policy):
-    """Sets Keras's global dtype policy ('off' means float32)."""
-    keras.mixed_precision.set_global_policy("float32" if policy == "off" else policy)
 
 
 class _Offset(keras.optimizers.schedules.LearningRateSchedule):
@@ -216,8 +211,10 @@ def _train(config, workdir, run_dir=None):
         if config.z_dim != teacher.z_dim:
             logging.info("Student z_dim set to the teacher's, %d.", teacher.z_dim)
             config = dataclasses.replace(config, z_dim=teacher.z_dim)
+    # The policy `auto` stands for on this machine: what the run records and resumes with.
+    config = dataclasses.replace(config, mixed_precision=precision.resolve(config.mixed_precision))
     config_lib.check_resume(config, run_dir or workdir)
-    set_precision(config.mixed_precision)
+    precision.apply(config.mixed_precision)
     images, labels = load_split(config, "train")
     logging.info("Loaded %s: %d training images.", config.dataset, len(images))
     if teacher is not None:
