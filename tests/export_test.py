@@ -17,7 +17,7 @@ from tf_gkd import contract, errors, files
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import evaluate
-from tf_gkd.export import exporter, runtime, tflite
+from tf_gkd.export import exporter, opversions, runtime, tflite
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 
@@ -84,10 +84,16 @@ def test_every_variant_round_trips_within_its_tolerance(exported):
         # Builtin operators only: no Flex or custom ones, listed before any delegate takes them.
         assert entry["ops"] and "FULLY_CONNECTED" in entry["ops"]
         assert not [op for op in entry["ops"] if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
+        # Each operator's versions, and the oldest runtime that loads the file, one of those of its operators.
+        assert set(entry["op_versions"]) == set(entry["ops"])
+        needs = entry["min_runtime"]
+        assert needs["version"] == entry["op_versions"][needs["op"]][str(needs["op_version"])]
+        assert needs["version"] not in (opversions.UNKNOWN, opversions.FLEX, opversions.CUSTOM)
         assert set(entry["latency_ms_per_image"]) == {"batch_1", "batch_64"}
         assert all(ms > 0 for ms in entry["latency_ms_per_image"].values())
     sizes = {v: report["tflite"][v]["size_bytes"] for v in tflite.VARIANTS}
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+    assert report["min_runtime_table"] == opversions.table_source()
 
 
 def test_files_keep_only_what_the_runtime_reads(exported):
@@ -293,6 +299,8 @@ def test_gkd_export_binary(tiny_data_dir, tmp_path):
     assert report["fid_setup"]["num_real"] == 64
     assert np.isfinite(report["keras"]["fid"]) and np.isfinite(report["tflite"]["int8"]["fid"])
     assert "model_int8.tflite" in result.stdout and f"Exported to {export_dir}" in result.stdout
+    int8 = report["tflite"]["int8"]["min_runtime"]
+    assert f"{int8['version']} ({int8['op']} v{int8['op_version']})" in result.stdout
 
     before = listing(export_dir)
     result = gkd_export("--skip_fid")

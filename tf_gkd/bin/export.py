@@ -3,7 +3,8 @@
     gkd-export --generator=runs/quickstart --name=quickstart     # → saved_models/quickstart/
 
 Writes `saved_model/`, `model_{fp32,fp16,dynamic,int8}.tflite` and
-`export_report.json` (sizes, differences from Keras, operators, LiteRT latency,
+`export_report.json` (sizes, differences from Keras, operators with their
+versions and the oldest TFLite runtime that loads each file, LiteRT latency,
 FID with the gkd-evaluate evaluator). Every TFLite file is run with LiteRT and
 compared with the Keras generator; past its tolerance the export fails and
 nothing is left at --export_dir.
@@ -41,6 +42,10 @@ def _fid(entry):
     return f"{entry['fid']:8.3f}" if "fid" in entry else f"{'skipped':>8s}"
 
 
+def _min_runtime(needs):
+    return f"{needs['version']} ({needs['op']} v{needs['op_version']})" if needs["op"] else str(needs["version"])
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -61,7 +66,7 @@ def main(argv):
 
     print(
         f"{'file':22s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
-        f"{'ms/image b1':>12s} {'ms/image b64':>13s}"
+        f"{'ms/image b1':>12s} {'ms/image b64':>13s}  min runtime"
     )
     print(f"{'keras generator':22s} {'':>10s} {'':>13s} {'':>14s} {_fid(report['keras'])}")
     for entry in report["tflite"].values():
@@ -69,7 +74,7 @@ def main(argv):
         print(
             f"{entry['file']:22s} {entry['size_bytes']:10d} {entry['max_abs_diff']:13.3g} "
             f"{entry['mean_abs_diff']:14.3g} {_fid(entry)} "
-            f"{latency['batch_1']:12.4g} {latency['batch_64']:13.4g}"
+            f"{latency['batch_1']:12.4g} {latency['batch_64']:13.4g}  {_min_runtime(entry['min_runtime'])}"
         )
     if "fid_setup" in report:
         setup = report["fid_setup"]

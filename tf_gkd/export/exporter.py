@@ -3,7 +3,8 @@
     saved_models/<name>/
       saved_model/          serving_default: z → float images; serving_uint8: z → uint8 images
       model_<variant>.tflite
-      export_report.json    per file: size, SHA-256, differences from Keras, operators, latency, FID
+      export_report.json    per file: size, SHA-256, differences from Keras, operators with their
+                            versions, the oldest TFLite runtime that loads it, latency, FID
 
 Everything is written to a temporary directory beside the destination and
 renamed into place only once every file has passed its verification, so a
@@ -20,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from tf_gkd import contract, files
-from tf_gkd.export import runtime, tflite
+from tf_gkd.export import opversions, runtime, tflite
 from tf_gkd.export.tflite import ExportError
 from tf_gkd.networks import io as model_io
 
@@ -110,6 +111,8 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     }
 
     report["tflite"], report["sha256"] = {}, {}
+    # Where each file's min_runtime comes from: TFLite's table of the runtime that introduced each operator version.
+    report["min_runtime_table"] = opversions.table_source()
     for variant in variants:
         file = tflite.tflite_file(variant)
         path = os.path.join(directory, file)
@@ -121,6 +124,7 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
             **tflite.verify(path, variant, z, reference),
             "tolerance": tflite.TOLERANCES[variant],
             "ops": runtime.op_names(path),
+            **opversions.report(path),
         }
         model_tflite = runtime.TFLiteGenerator(path, num_threads=LATENCY_THREADS)
         entry["latency_ms_per_image"] = {
@@ -136,9 +140,10 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
         report["tflite"][variant] = entry
         report["sha256"][file] = runtime.sha256(path)
         logging.info(
-            "%s: %d bytes, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.",
+            "%s: %d bytes, min runtime %s, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.",
             file,
             entry["size_bytes"],
+            entry["min_runtime"]["version"],
             entry["max_abs_diff"],
             f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
             entry["latency_ms_per_image"]["batch_1"],

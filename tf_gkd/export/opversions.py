@@ -1,0 +1,158 @@
+"""The operators of a `.tflite` file with their versions, and the oldest TFLite runtime that loads it.
+
+Every builtin operator of a TFLite model is stored with a version; a runtime
+older than the one that introduced that version refuses the file. The oldest
+runtime of each (operator, version) comes from TensorFlow Lite's own table
+(`FindMinimumRuntimeVersionForOp` in `runtime_version.cc`), kept here as
+`runtime_versions.json` and regenerated from a newer copy of that file with
+`scripts/runtime_versions.py` (its "_source" key says which one it is).
+
+A custom operator (a `CUSTOM` code with a name) is not in the table: a Flex
+one (`Flex…`, a TensorFlow operation) needs the Flex delegate, any other a
+kernel the app registers; a plain runtime loads neither. An (operator, version)
+that the table does not list gets `UNKNOWN`, never a guess.
+
+Like `runtime`, this module imports no TensorFlow: the file is read with the
+flatbuffer schema that `ai_edge_litert` ships.
+"""
+
+import functools
+import json
+import os
+import re
+
+from ai_edge_litert import schema_py_generated as schema
+
+from tf_gkd.export.runtime import TFLiteLoadError
+
+TABLE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime_versions.json")
+SOURCE_KEY = "_source"
+# What stands in for a runtime version where no plain runtime version is the answer.
+UNKNOWN = "unknown"
+FLEX = "needs the Flex delegate"
+CUSTOM = "needs a custom op"
+
+_BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+_BUILTINS = set(_BUILTIN_NAMES.values()) - {"CUSTOM"}
+_VERSION = re.compile(r"\d+(\.\d+)*")
+
+
+@functools.cache
+def _read_table(path):
+    with open(path) as f:
+        data = json.load(f)
+    table = {}
+    for name, versions in data.items():
+        if name == SOURCE_KEY:
+            continue
+        for version, runtime in versions.items():
+            if not _VERSION.fullmatch(runtime):
+                raise ValueError(f"{path}: {name} version {version} has runtime {runtime!r}, not a version number.")
+        table[name] = {int(version): runtime for version, runtime in versions.items()}
+    return data.get(SOURCE_KEY, ""), table
+
+
+def load_table(path=TABLE_FILE):
+    """{builtin operator name: {op version (int): oldest runtime version "x.y.z"}} from a table file.
+
+    Raises ValueError if a runtime is not a version number.
+    """
+    return {name: dict(versions) for name, versions in _read_table(path)[1].items()}
+
+
+def table_source(path=TABLE_FILE):
+    """Which `runtime_version.cc` the table file was generated from (repository, path, commit)."""
+    return _read_table(path)[0]
+
+
+def version_key(version):
+    """A runtime version "x.y.z" as a tuple of ints, for comparing versions."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def ops_of(path):
+    """The operators that a `.tflite` file's subgraphs run, as sorted unique (name, version) pairs.
+
+    A builtin operator is named as in the TFLite schema (`FULLY_CONNECTED`); a
+    custom one by its custom code (`FlexMatMul`). A builtin code newer than the
+    schema here is named `BUILTIN_<code>`.
+
+    Raises:
+      TFLiteLoadError: the file is missing or not a TFLite flatbuffer.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TFLiteLoadError(f"Cannot read {path}: {e.strerror}.") from None
+    if data[4:8] != b"TFL3":
+        raise TFLiteLoadError(f"{path} is not a TFLite model (no TFL3 file identifier).")
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        used = {
+            subgraph.Operators(i).OpcodeIndex()
+            for subgraph in (model.Subgraphs(s) for s in range(model.SubgraphsLength()))
+            for i in range(subgraph.OperatorsLength())
+        }
+        ops = set()
+        for index in used:
+            code = model.OperatorCodes(index)
+            # Codes past 127 live in BuiltinCode; the deprecated int8 field holds a placeholder for them.
+            builtin = max(code.DeprecatedBuiltinCode(), code.BuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                name = (code.CustomCode() or b"").decode("utf-8", "replace") or "CUSTOM"
+            else:
+                name = _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+            ops.add((name, code.Version()))
+    except Exception as e:  # A damaged flatbuffer fails anywhere: struct.error, IndexError, AttributeError...
+        raise TFLiteLoadError(f"{path} is not a valid TFLite model (truncated or corrupt file?): {e!r}") from None
+    return sorted(ops)
+
+
+def is_builtin(name):
+    """Whether `name` (as `ops_of` gives it) is a builtin operator of the TFLite schema."""
+    return name in _BUILTINS
+
+
+def runtime_of(name, version, table=None):
+    """The oldest runtime version that runs operator `name` at `version`, or `FLEX`, `CUSTOM`, `UNKNOWN`."""
+    if not is_builtin(name) and not name.startswith("BUILTIN_"):
+        return FLEX if name.startswith("Flex") else CUSTOM
+    table = _read_table(TABLE_FILE)[1] if table is None else table
+    return table.get(name, {}).get(version, UNKNOWN)
+
+
+def minimum_runtime(ops, table=None):
+    """The oldest runtime that loads a model of `ops` ((name, version) pairs), and the op that needs it.
+
+    Returns:
+      (runtime, (name, version)): the highest runtime version among the ops, and
+      one op that needs it; or the first that no plain runtime version answers
+      for, in this order: a custom op (`CUSTOM`), a Flex op (`FLEX`), an
+      (op, version) the table does not list (`UNKNOWN`). (None, None) for no ops.
+    """
+    runtimes = [(runtime_of(name, version, table), (name, version)) for name, version in ops]
+    for marker in (CUSTOM, FLEX, UNKNOWN):
+        for runtime, op in runtimes:
+            if runtime == marker:
+                return runtime, op
+    if not runtimes:
+        return None, None
+    return max(runtimes, key=lambda pair: version_key(pair[0]))
+
+
+def report(path, table=None):
+    """What an export report says of a file's operators.
+
+    {"op_versions": {name: {version: oldest runtime or marker}},
+     "min_runtime": {"version": runtime or marker, "op": name, "op_version": version}}
+    """
+    ops = ops_of(path)
+    op_versions = {}
+    for name, version in ops:
+        op_versions.setdefault(name, {})[str(version)] = runtime_of(name, version, table)
+    runtime, op = minimum_runtime(ops, table)
+    return {
+        "op_versions": op_versions,
+        "min_runtime": {"version": runtime, "op": op and op[0], "op_version": op and op[1]},
+    }
