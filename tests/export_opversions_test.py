@@ -25,18 +25,23 @@ def load_script():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """{variant: path} of a tiny Dense + Conv2DTranspose generator converted as gkd-export converts it."""
+    """{variant: path} of a tiny Dense + Conv2DTranspose generator converted as gkd-export converts it.
+
+    Also at a fixed batch (`fp32_b1`), whose operators have shapes known at conversion.
+    """
     keras.utils.set_random_seed(0)
     generator = factory.make_generator("conv", z_dim=Z_DIM, width=0.1)
     assert {"Dense", "Conv2DTranspose"} <= {layer.__class__.__name__ for layer in generator.layers}
     directory = tmp_path_factory.mktemp("opversions")
-    saved_model = str(directory / tflite.SAVED_MODEL_DIR)
-    tflite.write_saved_model(generator, saved_model)
     paths = {}
-    for variant in ("fp32", "dynamic"):
-        paths[variant] = str(directory / tflite.tflite_file(variant))
-        with open(paths[variant], "wb") as f:
-            f.write(tflite.convert(saved_model, variant, Z_DIM))
+    for variant, batch_size in (("fp32", None), ("dynamic", None), ("fp32", 1)):
+        saved_model = str(directory / f"{tflite.SAVED_MODEL_DIR}_{batch_size}")
+        if not os.path.exists(saved_model):
+            tflite.write_saved_model(generator, saved_model, batch_size)
+        name = tflite.variant_name(variant, batch_size)
+        paths[name] = str(directory / tflite.tflite_file(variant, batch_size))
+        with open(paths[name], "wb") as f:
+            f.write(tflite.convert(saved_model, variant, Z_DIM, batch_size))
     return paths
 
 

@@ -26,7 +26,7 @@ def export_dir(tmp_path_factory):
     generator = factory.make_generator("conv", z_dim=8, width=0.1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(exporter, "LATENCY_MIN_SECONDS", 0.0)  # Latency is not what these tests are about.
-        exporter.export_generator(generator, str(directory), "tiny", variants=["fp32", "int8"])
+        exporter.export_generator(generator, str(directory), "tiny", variants=["fp32", "int8"], fixed_batch=2)
     return directory
 
 
@@ -34,10 +34,11 @@ def gkd_sample(*args):
     return subprocess.run([sys.executable, "-c", _RUN_AND_REPORT, *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("variant", ["fp32", "int8"])
-def test_writes_a_grid_without_tensorflow(export_dir, tmp_path, variant):
+# A fixed-batch file too: 9 images from a file of batch 2, the last batch padded.
+@pytest.mark.parametrize("file", ["model_fp32.tflite", "model_int8.tflite", "model_int8_b2.tflite"])
+def test_writes_a_grid_without_tensorflow(export_dir, tmp_path, file):
     out = tmp_path / "grid.png"
-    result = gkd_sample(f"--tflite={export_dir / tflite.tflite_file(variant)}", f"--out={out}", "--num=9")
+    result = gkd_sample(f"--tflite={export_dir / file}", f"--out={out}", "--num=9")
     assert result.returncode == 0, result.stderr
     assert "tensorflow not imported" in result.stdout
     grid = matplotlib.image.imread(out)

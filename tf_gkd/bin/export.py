@@ -7,7 +7,9 @@ Writes `saved_model/`, `model_{fp32,fp16,dynamic,int8}.tflite` and
 versions and the oldest TFLite runtime that loads each file, LiteRT latency,
 FID with the gkd-evaluate evaluator). Every TFLite file is run with LiteRT and
 compared with the Keras generator; past its tolerance the export fails and
-nothing is left at --export_dir.
+nothing is left at --export_dir. With --fixed_batch=N, each variant is also
+written with the static input shape [N, z_dim] as `model_<variant>_b<N>.tflite`
+(no operators computing the batch at run time, as GPU delegates want).
 """
 
 import os
@@ -29,6 +31,13 @@ flags.DEFINE_string("export_dir", None, "Destination directory (default: saved_m
 flags.DEFINE_boolean("overwrite", False, "Replace an existing export at --export_dir.")
 flags.DEFINE_list(
     "variants", list(tflite.VARIANTS), f"Comma-separated TFLite variants to write, of {','.join(tflite.VARIANTS)}."
+)
+flags.DEFINE_integer(
+    "fixed_batch",
+    None,
+    "Also write every variant with the static input shape [N, z_dim], as model_<variant>_b<N>.tflite "
+    "(for GPU delegates; without it, only files with a dynamic batch).",
+    lower_bound=1,
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
 common.define_data_flags("Its test split is the FID reference.")
@@ -61,21 +70,38 @@ def main(argv):
     generator = model_io.load_generator(FLAGS.generator)
     evaluator = None if FLAGS.skip_fid else evaluator_flags.load_evaluator()
     report = exporter.export_generator(
-        generator, export_dir, FLAGS.name, variants, FLAGS.overwrite, evaluator, FLAGS.num_samples, FLAGS.seed
+        generator,
+        export_dir,
+        FLAGS.name,
+        variants,
+        FLAGS.overwrite,
+        evaluator,
+        FLAGS.num_samples,
+        FLAGS.seed,
+        fixed_batch=FLAGS.fixed_batch,
     )
 
+    width = max(len("keras generator"), *(len(entry["file"]) for entry in report["tflite"].values()))
     print(
-        f"{'file':22s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
+        f"{'file':{width}s} {'bytes':>10s} {'max abs diff':>13s} {'mean abs diff':>14s} {'FID':>8s} "
         f"{'ms/image b1':>12s} {'ms/image b64':>13s}  min runtime"
     )
-    print(f"{'keras generator':22s} {'':>10s} {'':>13s} {'':>14s} {_fid(report['keras'])}")
+    print(f"{'keras generator':{width}s} {'':>10s} {'':>13s} {'':>14s} {_fid(report['keras'])}")
     for entry in report["tflite"].values():
         latency = entry["latency_ms_per_image"]
         print(
-            f"{entry['file']:22s} {entry['size_bytes']:10d} {entry['max_abs_diff']:13.3g} "
+            f"{entry['file']:{width}s} {entry['size_bytes']:10d} {entry['max_abs_diff']:13.3g} "
             f"{entry['mean_abs_diff']:14.3g} {_fid(entry)} "
             f"{latency['batch_1']:12.4g} {latency['batch_64']:13.4g}  {_min_runtime(entry['min_runtime'])}"
         )
+    for entry in report["tflite"].values():
+        if "ops_only_in_dynamic_batch" in entry:
+            dynamic = tflite.tflite_file(entry["variant"])
+            line = f"{entry['file']}: input {entry['input_shape']}; operators only in {dynamic}: "
+            line += ", ".join(entry["ops_only_in_dynamic_batch"]) or "none"
+            if entry["ops_only_in_fixed_batch"]:
+                line += f"; only in {entry['file']}: {', '.join(entry['ops_only_in_fixed_batch'])}"
+            print(line + ".")
     if "fid_setup" in report:
         setup = report["fid_setup"]
         print(

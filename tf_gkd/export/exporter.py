@@ -3,8 +3,10 @@
     saved_models/<name>/
       saved_model/          serving_default: z → float images; serving_uint8: z → uint8 images
       model_<variant>.tflite
+      model_<variant>_b<N>.tflite   with --fixed_batch=N: the same variant at the static input shape [N, z_dim]
       export_report.json    per file: size, SHA-256, differences from Keras, operators with their
-                            versions, the oldest TFLite runtime that loads it, latency, FID
+                            versions, the oldest TFLite runtime that loads it, latency, FID; for a
+                            fixed-batch file, the operators that only its dynamic-batch twin has
 
 Everything is written to a temporary directory beside the destination and
 renamed into place only once every file has passed its verification, so a
@@ -16,6 +18,7 @@ import datetime
 import importlib.metadata
 import json
 import os
+import shutil
 
 import numpy as np
 from absl import logging
@@ -66,7 +69,40 @@ def _versions():
     return {p: importlib.metadata.version(p) for p in ("tensorflow", "keras", "ai-edge-litert")}
 
 
-def _write_files(generator, directory, name, variants, evaluator, num_samples, seed):
+def _write_tflite(directory, saved_model, variant, batch_size, z, reference, evaluator, num_samples, seed):
+    """Converts, writes and verifies one TFLite file; returns its report entry."""
+    z_dim = z.shape[1]
+    file = tflite.tflite_file(variant, batch_size)
+    path = os.path.join(directory, file)
+    with open(path, "wb") as f:
+        f.write(tflite.convert(saved_model, variant, z_dim, batch_size))
+    entry = {
+        "file": file,
+        "variant": variant,
+        "input_shape": [batch_size, z_dim],  # None (null): any batch size.
+        "size_bytes": os.path.getsize(path),
+        **tflite.verify(path, variant, z, reference),
+        "tolerance": tflite.TOLERANCES[variant],
+        "ops": runtime.op_names(path),
+        **opversions.report(path),
+    }
+    model_tflite = runtime.TFLiteGenerator(path, num_threads=LATENCY_THREADS)
+    # A fixed-batch file is also timed at its own batch size; at the others it runs in batches of it.
+    batch_sizes = sorted({*LATENCY_BATCH_SIZES, *([batch_size] if batch_size else [])})
+    entry["latency_ms_per_image"] = {
+        f"batch_{b}": runtime.latency_ms_per_image(model_tflite, b, min_seconds=LATENCY_MIN_SECONDS)
+        for b in batch_sizes
+    }
+    entry["latency_threads"] = LATENCY_THREADS
+    if evaluator is not None:
+        # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
+        images = model_tflite.generate(contract.latents(num_samples, z_dim, seed))
+        scores = evaluator.score_images(images)
+        entry.update({k: scores[k] for k in _SCORES})
+    return entry
+
+
+def _write_files(generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch):
     """Writes and verifies every file in `directory`; returns the report (also written there)."""
     z_dim = model_io.z_dim(generator)
     model = tflite.float32_copy(generator)
@@ -113,48 +149,49 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     report["tflite"], report["sha256"] = {}, {}
     # Where each file's min_runtime comes from: TFLite's table of the runtime that introduced each operator version.
     report["min_runtime_table"] = opversions.table_source()
+    report["fixed_batch"] = fixed_batch
+    saved_models = {None: saved_model}
+    if fixed_batch is not None:
+        # The same float model with signatures of the static shape [fixed_batch, z_dim]: the fixed-batch files
+        # are converted from it. Not part of the export: removed once they are written.
+        saved_models[fixed_batch] = os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_b{fixed_batch}")
+        tflite.write_saved_model(model, saved_models[fixed_batch], fixed_batch)
     for variant in variants:
-        file = tflite.tflite_file(variant)
-        path = os.path.join(directory, file)
-        with open(path, "wb") as f:
-            f.write(tflite.convert(saved_model, variant, z_dim))
-        entry = {
-            "file": file,
-            "size_bytes": os.path.getsize(path),
-            **tflite.verify(path, variant, z, reference),
-            "tolerance": tflite.TOLERANCES[variant],
-            "ops": runtime.op_names(path),
-            **opversions.report(path),
-        }
-        model_tflite = runtime.TFLiteGenerator(path, num_threads=LATENCY_THREADS)
-        entry["latency_ms_per_image"] = {
-            f"batch_{b}": runtime.latency_ms_per_image(model_tflite, b, min_seconds=LATENCY_MIN_SECONDS)
-            for b in LATENCY_BATCH_SIZES
-        }
-        entry["latency_threads"] = LATENCY_THREADS
-        if evaluator is not None:
-            # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
-            images = model_tflite.generate(contract.latents(num_samples, z_dim, seed))
-            scores = evaluator.score_images(images)
-            entry.update({k: scores[k] for k in _SCORES})
-        report["tflite"][variant] = entry
-        report["sha256"][file] = runtime.sha256(path)
-        logging.info(
-            "%s: %d bytes, min runtime %s, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.",
-            file,
-            entry["size_bytes"],
-            entry["min_runtime"]["version"],
-            entry["max_abs_diff"],
-            f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
-            entry["latency_ms_per_image"]["batch_1"],
-        )
+        for batch_size, source in saved_models.items():
+            entry = _write_tflite(directory, source, variant, batch_size, z, reference, evaluator, num_samples, seed)
+            if batch_size is not None:
+                # What the fixed batch removes (or adds) next to the same variant with a dynamic batch.
+                fixed, dynamic = set(entry["ops"]), set(report["tflite"][variant]["ops"])
+                entry["ops_only_in_dynamic_batch"] = sorted(dynamic - fixed)
+                entry["ops_only_in_fixed_batch"] = sorted(fixed - dynamic)
+            report["tflite"][tflite.variant_name(variant, batch_size)] = entry
+            report["sha256"][entry["file"]] = runtime.sha256(os.path.join(directory, entry["file"]))
+            logging.info(
+                "%s: %d bytes, min runtime %s, max abs diff %.3g, FID %s, %.3f ms/image at batch 1.",
+                entry["file"],
+                entry["size_bytes"],
+                entry["min_runtime"]["version"],
+                entry["max_abs_diff"],
+                f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
+                entry["latency_ms_per_image"]["batch_1"],
+            )
+    if fixed_batch is not None:
+        shutil.rmtree(saved_models[fixed_batch])
     with open(os.path.join(directory, runtime.REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2)
     return report
 
 
 def export_generator(
-    generator, export_dir, name, variants=tflite.VARIANTS, overwrite=False, evaluator=None, num_samples=10_000, seed=0
+    generator,
+    export_dir,
+    name,
+    variants=tflite.VARIANTS,
+    overwrite=False,
+    evaluator=None,
+    num_samples=10_000,
+    seed=0,
+    fixed_batch=None,
 ):
     """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
 
@@ -166,11 +203,15 @@ def export_generator(
       overwrite: replace an existing export at `export_dir`.
       evaluator: an `evaluate.Evaluator` scoring the Keras generator and every
         variant on the same `num_samples` latents drawn with `seed`; None skips FID.
+      fixed_batch: None, or a batch size N: every variant is also written with
+        the static input shape [N, z_dim] (`model_<variant>_b<N>.tflite`),
+        verified, timed and scored like the others.
 
     Returns:
       The report, as written.
 
     Raises:
+      ValueError: `variants` or `fixed_batch` is invalid (before anything is written).
       ExportError: the destination exists (without `overwrite`), a conversion
         fails, or a file fails its verification. Nothing is then left at
         `export_dir` (an export being replaced is kept as it was).
@@ -179,11 +220,12 @@ def export_generator(
     unknown = sorted(set(variants) - set(tflite.VARIANTS))
     if unknown or not variants:
         raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
+    tflite.check_batch_size(fixed_batch)
     # One process exports to a directory at a time; the temporary folders of a killed one are removed first.
     with files.locked(files.sibling_lock(export_dir), f"Export directory {export_dir}"):
         files.remove_replacement_leftovers(export_dir)
         check_destination(export_dir, overwrite)
         # Checked again before the swap: a process that does not lock (a user) may have written it meanwhile.
         with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
-            report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed)
+            report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed, fixed_batch)
     return report

@@ -5,7 +5,9 @@ the image shape and the latents of a seed) — never TensorFlow — so that it r
 where an app runs (`gkd-sample` is built on it; an app copies both files). A generator file
 maps z `float32 [N, z_dim]` to images `float32 [N, 28, 28, 1]` in [-1, 1];
 every variant written by gkd-export, full-integer included, keeps float input
-and output. LiteRT checks that a file is a valid TFLite flatbuffer; a file
+and output. N is any batch size (the input is resized to each batch), or the
+one batch size of a fixed-batch file (`model_<variant>_b<N>.tflite`), which is
+run on N latents at a time. LiteRT checks that a file is a valid TFLite flatbuffer; a file
 modified inside its weights still parses, so a file listed in the
 `export_report.json` beside it is also checked against the SHA-256 recorded
 there.
@@ -67,6 +69,10 @@ def check_against_report(path):
 class TFLiteGenerator:
     """A `.tflite` generator run by the LiteRT interpreter, called on batches of z like a Keras model.
 
+    A file with a fixed batch size (`batch_size`; None for a dynamic batch) is
+    never resized: it is invoked on that many latents at a time, the last batch
+    padded with zeros whose images are dropped.
+
     Args:
       path: the `.tflite` file.
       num_threads: CPU threads of the interpreter.
@@ -102,15 +108,23 @@ class TFLiteGenerator:
             )
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self.z_dim = int(inputs[0]["shape"][1])
+        # A dynamic batch is negative in the shape signature (the shape itself holds a placeholder).
+        batch = int(inputs[0]["shape_signature"][0])
+        self.batch_size = None if batch < 0 else batch
         self._batch = None
 
     def __call__(self, z):
-        """Images float32 [N, 28, 28, 1] for z float32 [N, z_dim], in one interpreter invocation."""
+        """Images float32 [N, 28, 28, 1] for z float32 [N, z_dim], in one invocation (fixed batch: one per batch)."""
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim or len(z) < 1:
             raise ValueError(f"Expected z of shape [N >= 1, {self.z_dim}]. Received: shape {z.shape}.")
+        if self.batch_size is not None and len(z) != self.batch_size:
+            n = self.batch_size
+            padded = np.concatenate([z, np.zeros((-len(z) % n, self.z_dim), np.float32)])
+            return np.concatenate([self(padded[start : start + n]) for start in range(0, len(padded), n)])[: len(z)]
         if len(z) != self._batch:  # Re-plan the tensors only when the batch size changes.
-            self._interpreter.resize_tensor_input(self._input, z.shape)
+            if self.batch_size is None:
+                self._interpreter.resize_tensor_input(self._input, z.shape)
             self._interpreter.allocate_tensors()
             self._batch = len(z)
         self._interpreter.set_tensor(self._input, z)
@@ -118,7 +132,9 @@ class TFLiteGenerator:
         return self._interpreter.get_tensor(self._output).copy()
 
     def generate(self, z, batch_size=500):
-        """Images for any number of latents, `batch_size` per invocation."""
+        """Images for any number of latents, `batch_size` per invocation (a multiple of a fixed batch size)."""
+        if self.batch_size is not None:
+            batch_size = self.batch_size * max(1, batch_size // self.batch_size)
         return np.concatenate([self(z[start : start + batch_size]) for start in range(0, len(z), batch_size)])
 
 

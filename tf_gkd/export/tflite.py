@@ -19,6 +19,13 @@ Variants (all with TFLite builtin operators only, no Flex/SELECT_TF_OPS):
 
 Every variant is written without the strings that nothing reads at run time
 (`strip_unused`); the converter's conversion metadata is left out too.
+
+Each variant can also be written with a fixed batch (`batch_size`), converted
+from a SavedModel whose signature takes z of the static shape [N, z_dim], so
+that every tensor shape is known at conversion. The Keras layers then see a
+static batch, and the operators that compute the batch dimension at run time
+(`SHAPE`, `STRIDED_SLICE`, `PACK`, feeding `RESHAPE` and `TRANSPOSE_CONV`) fold
+into constants: what GPU delegates, which plan every tensor ahead, want.
 """
 
 import os
@@ -63,9 +70,20 @@ class ExportError(errors.Error, RuntimeError):
     """An export cannot be made or fails its verification; the message names the file."""
 
 
-def tflite_file(variant):
-    """File name of a TFLite variant in an export directory."""
-    return f"model_{variant}.tflite"
+def variant_name(variant, batch_size=None):
+    """The name of a TFLite file's variant: `variant`, or `<variant>_b<N>` at the fixed batch N."""
+    return variant if batch_size is None else f"{variant}_b{batch_size}"
+
+
+def tflite_file(variant, batch_size=None):
+    """File name of a TFLite variant in an export directory: `model_int8.tflite`, `model_int8_b1.tflite`."""
+    return f"model_{variant_name(variant, batch_size)}.tflite"
+
+
+def check_batch_size(batch_size):
+    """Raises ValueError unless `batch_size` is None (a dynamic batch) or a positive integer."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"A fixed batch size must be a positive integer. Received: {batch_size!r}")
 
 
 def float32_copy(generator):
@@ -84,15 +102,17 @@ def to_uint8_images(images):
     return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
 
 
-def write_saved_model(generator, directory):
+def write_saved_model(generator, directory, batch_size=None):
     """Writes `generator` (float32) as a SavedModel with two signatures.
 
     `serving_default`: z float32 [N, z_dim] → {"images": float32 [N, 28, 28, 1] in [-1, 1]};
     `serving_uint8`: the same z → {"images": uint8 [N, 28, 28, 1] in [0, 255]}, ready to display.
+    N is any batch size, or `batch_size` for signatures of that static shape.
     """
+    check_batch_size(batch_size)
     archive = keras.export.ExportArchive()
     archive.track(generator)
-    spec = [tf.TensorSpec([None, model_io.z_dim(generator)], tf.float32, name="z")]
+    spec = [tf.TensorSpec([batch_size, model_io.z_dim(generator)], tf.float32, name="z")]
 
     @tf.function(input_signature=spec)
     def images(z):
@@ -107,10 +127,26 @@ def write_saved_model(generator, directory):
     archive.write_out(directory, verbose=False)
 
 
-def convert(saved_model_dir, variant, z_dim):
+def calibration_batches(z_dim, batch_size=None):
+    """The batches of latents the int8 variant's activation ranges are calibrated on.
+
+    `CALIBRATION_SAMPLES` latents in batches of `CALIBRATION_BATCH`; for a fixed
+    `batch_size`, in batches of that size, the last one completed with the next
+    latents of the same seed (so a batch size that divides `CALIBRATION_SAMPLES`
+    calibrates on exactly the latents of the dynamic-batch file).
+    """
+    batch = CALIBRATION_BATCH if batch_size is None else batch_size
+    num = -(-CALIBRATION_SAMPLES // batch) * batch
+    z = contract.latents(num, z_dim, CALIBRATION_SEED)
+    return [z[start : start + batch] for start in range(0, num, batch)]
+
+
+def convert(saved_model_dir, variant, z_dim, batch_size=None):
     """The `.tflite` bytes of `variant` (one of VARIANTS) of the SavedModel's float signature.
 
-    `z_dim` is the generator's latent size, for the int8 variant's calibration latents.
+    `z_dim` is the generator's latent size, for the int8 variant's calibration
+    latents; `batch_size` the static batch of a SavedModel written with one
+    (`write_saved_model`), which the calibration batches must have.
 
     Raises:
       ExportError: the converter fails, e.g. because the model needs operators
@@ -128,10 +164,8 @@ def convert(saved_model_dir, variant, z_dim):
     if variant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
     if variant == "int8":
-        z = contract.latents(CALIBRATION_SAMPLES, z_dim, CALIBRATION_SEED)
-        converter.representative_dataset = lambda: (
-            [z[start : start + CALIBRATION_BATCH]] for start in range(0, len(z), CALIBRATION_BATCH)
-        )
+        batches = calibration_batches(z_dim, batch_size)
+        converter.representative_dataset = lambda: ([z] for z in batches)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Per-channel scales cost 12 bytes per output channel (a float32 scale and an int64 zero
         # point, twice: weights and bias), a large share of a small generator's int8 file, while
@@ -142,7 +176,8 @@ def convert(saved_model_dir, variant, z_dim):
         model = converter.convert()
     except Exception as e:  # The converter raises ConverterError, RuntimeError, ValueError...
         raise ExportError(
-            f"TFLite conversion ({variant}) of {saved_model_dir} failed with TFLite builtin operators only "
+            f"TFLite conversion ({variant_name(variant, batch_size)}) of {saved_model_dir} failed with TFLite "
+            "builtin operators only "
             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})."
         ) from None
     return strip_unused(model)
