@@ -59,7 +59,7 @@ def choose(gpus, flags, onednn_max_isa=None):
         return "off", "the CPU has no bfloat16 instructions (AVX512-BF16, AMX)"
     if onednn_max_isa and onednn_max_isa.upper() in ISAS_WITHOUT_BFLOAT16:
         return "off", f"ONEDNN_MAX_CPU_ISA={onednn_max_isa} keeps oneDNN from the CPU's bfloat16 instructions"
-    return "mixed_bfloat16", f"the CPU has bfloat16 instructions ({', '.join(has)})"
+    return "mixed_bfloat16", f"the CPU has bfloat16 instructions: {', '.join(has)}"
 
 
 def resolve(requested):
