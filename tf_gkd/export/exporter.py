@@ -76,6 +76,7 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
     path = os.path.join(directory, file)
     with open(path, "wb") as f:
         f.write(tflite.convert(saved_model, variant, z_dim, batch_size))
+    operators = opversions.report(path)
     entry = {
         "file": file,
         "variant": variant,
@@ -83,8 +84,8 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
         "size_bytes": os.path.getsize(path),
         **tflite.verify(path, variant, z, reference),
         "tolerance": tflite.TOLERANCES[variant],
-        "ops": runtime.op_names(path),
-        **opversions.report(path),
+        "ops": sorted(operators["op_versions"]),
+        **operators,
     }
     model_tflite = runtime.TFLiteGenerator(path, num_threads=LATENCY_THREADS)
     # A fixed-batch file is also timed at its own batch size; at the others it runs in batches of it.

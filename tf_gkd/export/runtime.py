@@ -20,7 +20,7 @@ import statistics
 import time
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from ai_edge_litert.interpreter import Interpreter
 
 from tf_gkd import errors
 from tf_gkd.contract import IMAGE_SHAPE, latents
@@ -136,14 +136,6 @@ class TFLiteGenerator:
         if self.batch_size is not None:
             batch_size = self.batch_size * max(1, batch_size // self.batch_size)
         return np.concatenate([self(z[start : start + batch_size]) for start in range(0, len(z), batch_size)])
-
-
-def op_names(path):
-    """Sorted names of the TFLite operators in a model file (before any delegate takes them over)."""
-    interpreter = Interpreter(
-        model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    )
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})  # No public API lists them.
 
 
 def latency_ms_per_image(model, batch_size, min_repeats=20, min_seconds=0.5, warmup=3):
