@@ -2,8 +2,10 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import keras
@@ -34,8 +36,13 @@ TINY = dict(
 )
 
 
-def start_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2, per_worker=None):
-    """Starts gkd-<binary> with `options` (updated by worker i's `per_worker[i]`) as `num_workers` processes."""
+def start_workers(
+    workdir, data_dir, tmp_dir, binary="train", options=TINY, num_workers=2, per_worker=None, started=None
+):
+    """Starts gkd-<binary> with `options` (updated by worker i's `per_worker[i]`) as `num_workers` processes.
+
+    `started`: the indices of the workers started (default: all of them).
+    """
     ports = children.free_ports(num_workers)
     per_worker = per_worker or [{}] * num_workers
 
@@ -58,7 +65,7 @@ def start_workers(workdir, data_dir, tmp_dir, binary="train", options=TINY, num_
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for i in range(num_workers)
+        for i in (range(num_workers) if started is None else started)
     ]
     return processes
 
@@ -204,6 +211,63 @@ def test_a_missing_cluster_is_named(monkeypatch):
         distribute.make_cluster_resolver("tf_config")
     with pytest.raises(distribute.ClusterError, match="SLURM_PROCID"):
         distribute.make_cluster_resolver("slurm")
+
+
+def local_resolver(ports, index):
+    cluster = tf.train.ClusterSpec({"worker": [f"127.0.0.1:{port}" for port in ports]})
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(cluster, task_type="worker", task_id=index)
+
+
+def test_workers_wait_for_each_other_before_the_strategy_starts():
+    ports = children.free_ports(3)
+    failures, servers = [], []
+
+    def start(index):
+        time.sleep(index)  # Started one after another, each waits for the later ones.
+        try:
+            distribute.wait_for_workers(local_resolver(ports, index), timeout=30, poll_seconds=0.1)
+        except distribute.ClusterError as e:
+            failures.append(e)
+        else:  # TensorFlow's server takes the port next.
+            servers.append(socket.create_server(("", ports[index])))
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for server in servers:
+        server.close()
+    assert not failures
+    assert len(servers) == 3
+
+
+def test_a_worker_that_does_not_answer_is_named_and_the_port_is_released():
+    ports = children.free_ports(2)
+    start = time.monotonic()
+    with pytest.raises(distribute.ClusterError, match=f"worker 1 at 127.0.0.1:{ports[1]} .*--cluster_timeout"):
+        distribute.wait_for_workers(local_resolver(ports, 0), timeout=1, poll_seconds=0.1)
+    assert time.monotonic() - start < 10
+    socket.create_server(("", ports[0])).close()  # Free for TensorFlow's server again.
+
+
+def test_a_worker_whose_port_is_taken_is_told_so():
+    ports = children.free_ports(2)
+    with socket.create_server(("", ports[0])):
+        with pytest.raises(distribute.ClusterError, match=f"cannot listen on its port 127.0.0.1:{ports[0]}"):
+            distribute.wait_for_workers(local_resolver(ports, 0), timeout=1)
+
+
+def test_a_lone_worker_fails_after_the_cluster_timeout(tiny_data_dir, tmp_path):
+    """One worker of two started: it stops with a clear error instead of waiting for ever, and writes nothing."""
+    (process,) = start_workers(
+        tmp_path / "run", tiny_data_dir, tmp_path, options=TINY | {"cluster_timeout": 2}, started=[0]
+    )
+    status, output = process.wait(timeout=120), process.stdout.read()
+    assert status == 1, output
+    assert "Workers did not answer within 2 s: worker 1 at 127.0.0.1:" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "run").exists()
 
 
 def test_multi_worker_runs_one_step_per_execution():

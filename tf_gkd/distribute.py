@@ -16,6 +16,9 @@ custom step must take care of two things Keras's built-in losses do for it:
 import hashlib
 import json
 import os
+import socket
+import threading
+import time
 
 import keras
 import tensorflow as tf
@@ -56,20 +59,23 @@ def check_tf_config(text):
     return tf_config
 
 
-def make_strategy(name, cluster_resolver="tf_config"):
+def make_strategy(name, cluster_resolver="tf_config", cluster_timeout=300.0):
     """The `tf.distribute.Strategy` called `name` (one of `STRATEGIES`).
 
     `default`: no distribution (one device). `mirrored`: synchronous data
     parallelism over this machine's GPUs (or its CPU when there are none).
     `multi_worker`: synchronous data parallelism over several machines, found
-    by `cluster_resolver` (one of `CLUSTER_RESOLVERS`).
+    by `cluster_resolver` (one of `CLUSTER_RESOLVERS`), once every one of them
+    answers (`wait_for_workers`, at most `cluster_timeout` seconds).
     """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=make_cluster_resolver(cluster_resolver))
+        resolver = make_cluster_resolver(cluster_resolver)
+        wait_for_workers(resolver, cluster_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     raise ValueError(f"Unknown strategy. Expected one of {STRATEGIES}. Received: {name!r}")
 
 
@@ -97,6 +103,70 @@ def make_cluster_resolver(kind):
             )
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
     raise ValueError(f"Unknown cluster resolver. Expected one of {CLUSTER_RESOLVERS}. Received: {kind!r}")
+
+
+def wait_for_workers(resolver, timeout, poll_seconds=0.5):
+    """Returns once every other worker of `resolver`'s cluster accepts connections on its port.
+
+    TensorFlow's strategy waits for missing workers without a time limit, and a
+    process waiting there ignores SIGTERM; this check runs before it, in
+    Python. Meanwhile this worker listens on its own port (closed on return,
+    before TensorFlow's server takes it), so that the others see it too.
+
+    Raises:
+      ClusterError: this worker's port is taken, or workers did not answer within `timeout` seconds (named).
+    """
+    cluster = resolver.cluster_spec().as_dict()
+    addresses = {
+        (job, index): address for job in ("chief", "worker") for index, address in enumerate(cluster.get(job, []))
+    }
+    own = addresses.pop((resolver.task_type, resolver.task_id))
+    try:
+        listener = socket.create_server(("", int(own.rsplit(":", 1)[1])))
+    except OSError as e:
+        raise ClusterError(
+            f"This worker ({resolver.task_type} {resolver.task_id}) cannot listen on its port {own} ({e}): "
+            "stop the process that holds it, or give this worker another port in the cluster's description."
+        ) from None
+    listener.settimeout(poll_seconds)
+    stop = threading.Event()
+
+    def answer():
+        while not stop.is_set():
+            try:
+                listener.accept()[0].close()
+            except OSError:  # Timed out: look at `stop` again.
+                pass
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    waiting, errors_seen = dict(addresses), {}
+    deadline = time.monotonic() + timeout
+    try:
+        while waiting:
+            for task, address in list(waiting.items()):
+                host, port = address.rsplit(":", 1)
+                try:
+                    socket.create_connection((host, int(port)), timeout=poll_seconds).close()
+                    del waiting[task]
+                except OSError as e:
+                    errors_seen[task] = e
+            if waiting and time.monotonic() > deadline:
+                missing = "; ".join(
+                    f"{job} {index} at {address} ({errors_seen[job, index]})"
+                    for (job, index), address in waiting.items()
+                )
+                raise ClusterError(
+                    f"Workers did not answer within {timeout:g} s: {missing}. Start every worker of the cluster "
+                    "(the same command, each with its own task index) and check its host names and ports; "
+                    "--cluster_timeout sets the wait."
+                )
+            if waiting:
+                time.sleep(poll_seconds)
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
 
 
 def worker(strategy):

@@ -264,6 +264,12 @@ class TrainConfig:
         "(the Slurm job step's environment, through TensorFlow's SlurmClusterResolver).",
         choices=distribute.CLUSTER_RESOLVERS,
     )
+    cluster_timeout: float = option(
+        300.0,
+        "Seconds a --strategy=multi_worker run waits at its start for every worker of its cluster to answer "
+        "before it fails, naming those that did not.",
+        minimum=1,
+    )
     jit_compile: bool = option(False, "Compile the train step with XLA.")
     mixed_precision: str = option(
         "auto",

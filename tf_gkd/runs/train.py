@@ -154,7 +154,7 @@ def train(config, workdir):
     """
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory: choose another --workdir.")
-    strategy = distribute.make_strategy(config.strategy, config.cluster_resolver)
+    strategy = distribute.make_strategy(config.strategy, config.cluster_resolver, config.cluster_timeout)
     if strategy.num_replicas_in_sync > 1:
         logging.info("Training on %d replicas (%s).", strategy.num_replicas_in_sync, config.strategy)
     if distribute.worker(strategy) is not None:
