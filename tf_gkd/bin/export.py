@@ -10,6 +10,8 @@ compared with the Keras generator; past its tolerance the export fails and
 nothing is left at --export_dir. With --fixed_batch=N, each variant is also
 written with the static input shape [N, z_dim] as `model_<variant>_b<N>.tflite`
 (no operators computing the batch at run time, as GPU delegates want).
+With --target_runtime=X.Y, only files that load on TFLite runtime X.Y are
+written; the others are left out with the reason (printed and in the report).
 """
 
 import os
@@ -18,7 +20,7 @@ from absl import app, flags
 
 from tf_gkd import errors
 from tf_gkd.bin import common, evaluator_flags
-from tf_gkd.export import exporter, tflite
+from tf_gkd.export import exporter, opversions, tflite
 from tf_gkd.networks import io as model_io
 
 flags.DEFINE_string(
@@ -38,6 +40,12 @@ flags.DEFINE_integer(
     "Also write every variant with the static input shape [N, z_dim], as model_<variant>_b<N>.tflite "
     "(for GPU delegates; without it, only files with a dynamic batch).",
     lower_bound=1,
+)
+flags.DEFINE_string(
+    "target_runtime",
+    None,
+    "The oldest TFLite runtime the files must load on (e.g. 2.14, the last standalone tflite-runtime): files "
+    "that would need a newer one are left out, with the reason (default: no limit).",
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
 common.define_data_flags("Its test split is the FID reference.")
@@ -66,6 +74,11 @@ def main(argv):
         raise app.UsageError(
             f"--variants must be some of {','.join(tflite.VARIANTS)}. Received: --variants={','.join(variants)}"
         )
+    if FLAGS.target_runtime is not None:
+        try:
+            opversions.parse_target(FLAGS.target_runtime)
+        except ValueError as e:
+            raise app.UsageError(f"--target_runtime {e}") from None
     exporter.check_destination(export_dir, FLAGS.overwrite)  # First: a refusal costs nothing.
     generator = model_io.load_generator(FLAGS.generator)
     evaluator = None if FLAGS.skip_fid else evaluator_flags.load_evaluator()
@@ -79,6 +92,7 @@ def main(argv):
         FLAGS.num_samples,
         FLAGS.seed,
         fixed_batch=FLAGS.fixed_batch,
+        target_runtime=FLAGS.target_runtime,
     )
 
     width = max(len("keras generator"), *(len(entry["file"]) for entry in report["tflite"].values()))
@@ -102,6 +116,8 @@ def main(argv):
             if entry["ops_only_in_fixed_batch"]:
                 line += f"; only in {entry['file']}: {', '.join(entry['ops_only_in_fixed_batch'])}"
             print(line + ".")
+    for file, why in report["left_out"].items():
+        print(f"{file}: left out, it {why}.")
     if "fid_setup" in report:
         setup = report["fid_setup"]
         print(

@@ -69,14 +69,26 @@ def _versions():
     return {p: importlib.metadata.version(p) for p in ("tensorflow", "keras", "ai-edge-litert")}
 
 
-def _write_tflite(directory, saved_model, variant, batch_size, z, reference, evaluator, num_samples, seed):
-    """Converts, writes and verifies one TFLite file; returns its report entry."""
+def _write_tflite(directory, saved_model, variant, batch_size, z, reference, evaluator, num_samples, seed, target):
+    """Converts, writes and verifies one TFLite file.
+
+    Returns:
+      (its report entry, None), or (None, why it was left out) when it does not load on runtime `target`
+      (the file is removed).
+    """
     z_dim = z.shape[1]
     file = tflite.tflite_file(variant, batch_size)
     path = os.path.join(directory, file)
     with open(path, "wb") as f:
         f.write(tflite.convert(saved_model, variant, z_dim, batch_size))
     operators = opversions.report(path)
+    needs = operators["min_runtime"]
+    if target is not None and not opversions.loads_on(needs["version"], target):
+        os.remove(path)
+        return None, (
+            f"needs TFLite runtime {needs['version']} ({needs['op']} version {needs['op_version']}), "
+            f"newer than --target_runtime {target}"
+        )
     entry = {
         "file": file,
         "variant": variant,
@@ -100,10 +112,10 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
         images = model_tflite.generate(contract.latents(num_samples, z_dim, seed))
         scores = evaluator.score_images(images)
         entry.update({k: scores[k] for k in _SCORES})
-    return entry
+    return entry, None
 
 
-def _write_files(generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch):
+def _write_files(generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch, target_runtime):
     """Writes and verifies every file in `directory`; returns the report (also written there)."""
     z_dim = model_io.z_dim(generator)
     model = tflite.float32_copy(generator)
@@ -151,6 +163,8 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     # Where each file's min_runtime comes from: TFLite's table of the runtime that introduced each operator version.
     report["min_runtime_table"] = opversions.table_source()
     report["fixed_batch"] = fixed_batch
+    report["target_runtime"] = target_runtime
+    report["left_out"] = {}  # {file: why}: the files that would not load on target_runtime.
     saved_models = {None: saved_model}
     if fixed_batch is not None:
         # The same float model with signatures of the static shape [fixed_batch, z_dim]: the fixed-batch files
@@ -159,8 +173,14 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
         tflite.write_saved_model(model, saved_models[fixed_batch], fixed_batch)
     for variant in variants:
         for batch_size, source in saved_models.items():
-            entry = _write_tflite(directory, source, variant, batch_size, z, reference, evaluator, num_samples, seed)
-            if batch_size is not None:
+            entry, why = _write_tflite(
+                directory, source, variant, batch_size, z, reference, evaluator, num_samples, seed, target_runtime
+            )
+            if entry is None:
+                report["left_out"][tflite.tflite_file(variant, batch_size)] = why
+                logging.info("%s left out: it %s.", tflite.tflite_file(variant, batch_size), why)
+                continue
+            if batch_size is not None and variant in report["tflite"]:
                 # What the fixed batch removes (or adds) next to the same variant with a dynamic batch.
                 fixed, dynamic = set(entry["ops"]), set(report["tflite"][variant]["ops"])
                 entry["ops_only_in_dynamic_batch"] = sorted(dynamic - fixed)
@@ -178,6 +198,12 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
             )
     if fixed_batch is not None:
         shutil.rmtree(saved_models[fixed_batch])
+    if not report["tflite"]:
+        raise ExportError(
+            f"No TFLite file loads on runtime {target_runtime}: "
+            + "; ".join(f"{file} {why}" for file, why in report["left_out"].items())
+            + ". Choose a newer --target_runtime; nothing was written."
+        )
     with open(os.path.join(directory, runtime.REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2)
     return report
@@ -193,6 +219,7 @@ def export_generator(
     num_samples=10_000,
     seed=0,
     fixed_batch=None,
+    target_runtime=None,
 ):
     """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
 
@@ -207,14 +234,18 @@ def export_generator(
       fixed_batch: None, or a batch size N: every variant is also written with
         the static input shape [N, z_dim] (`model_<variant>_b<N>.tflite`),
         verified, timed and scored like the others.
+      target_runtime: None, or the oldest TFLite runtime the files must load on
+        ("2.14", "2.14.0"): a file that would not is left out, with the reason
+        in the report's `left_out`.
 
     Returns:
       The report, as written.
 
     Raises:
-      ValueError: `variants` or `fixed_batch` is invalid (before anything is written).
+      ValueError: `variants`, `fixed_batch` or `target_runtime` is invalid (before anything is written).
       ExportError: the destination exists (without `overwrite`), a conversion
-        fails, or a file fails its verification. Nothing is then left at
+        fails, a file fails its verification, or no file loads on
+        `target_runtime`. Nothing is then left at
         `export_dir` (an export being replaced is kept as it was).
       LockedError: another process is exporting to `export_dir`.
     """
@@ -222,11 +253,18 @@ def export_generator(
     if unknown or not variants:
         raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
     tflite.check_batch_size(fixed_batch)
+    if target_runtime is not None:
+        try:
+            target_runtime = opversions.parse_target(target_runtime)
+        except ValueError as e:
+            raise ValueError(f"target_runtime {e}") from None
     # One process exports to a directory at a time; the temporary folders of a killed one are removed first.
     with files.locked(files.sibling_lock(export_dir), f"Export directory {export_dir}"):
         files.remove_replacement_leftovers(export_dir)
         check_destination(export_dir, overwrite)
         # Checked again before the swap: a process that does not lock (a user) may have written it meanwhile.
         with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
-            report = _write_files(generator, tmp, name, list(variants), evaluator, num_samples, seed, fixed_batch)
+            report = _write_files(
+                generator, tmp, name, list(variants), evaluator, num_samples, seed, fixed_batch, target_runtime
+            )
     return report

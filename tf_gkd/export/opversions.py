@@ -70,6 +70,33 @@ def version_key(version):
     return tuple(int(part) for part in version.split("."))
 
 
+def parse_target(text, table=None):
+    """A runtime version given by a user ("2.14" or "2.14.0") as "x.y.z".
+
+    Raises:
+      ValueError: `text` is not a version number, or is older than every runtime of the table.
+    """
+    if not isinstance(text, str) or not _VERSION.fullmatch(text.strip()) or text.count(".") > 2:
+        raise ValueError(f"must be a TFLite runtime version such as 2.14 or 2.14.0. Received: {text!r}")
+    parts = [int(part) for part in text.strip().split(".")]
+    version = ".".join(str(part) for part in parts + [0] * (3 - len(parts)))
+    table = _read_table(TABLE_FILE)[1] if table is None else table
+    oldest = min((runtime for versions in table.values() for runtime in versions.values()), key=version_key)
+    if version_key(version) < version_key(oldest):
+        raise ValueError(
+            f"{text} is older than every TFLite runtime that the runtime-version table knows (the oldest is "
+            f"{oldest}). Received: {text!r}"
+        )
+    return version
+
+
+def loads_on(min_runtime, target):
+    """Whether a file whose oldest runtime is `min_runtime` (a version or a marker) loads on runtime `target`."""
+    return min_runtime is None or (
+        min_runtime not in (UNKNOWN, FLEX, CUSTOM) and version_key(min_runtime) <= version_key(target)
+    )
+
+
 def ops_of(path):
     """The operators that a `.tflite` file's subgraphs run, as sorted unique (name, version) pairs.
 

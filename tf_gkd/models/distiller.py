@@ -239,23 +239,33 @@ class GeneratorDistiller(TrainStepModel):
             z = tf.concat([tf.cast(posterior, z.dtype), z[n:]], 0)
         return z, tf.stop_gradient(self.teacher(z, training=False))
 
-    def _adversary_terms(self, fake, target, real):
-        """(L_GAN of the student's images, feature distance to the teacher's, energy distance to the target batch)."""
-        batches = [fake]
+    def _reference_features(self, target, real):
+        """The discriminator's features of the batches the student's are compared with: [teacher's] [real].
+
+        Constants for the student's gradient, so computed outside its tape: the
+        discriminator's backward pass then covers the student's batch alone.
+        """
+        batches = []
         if self.feature_weight > 0 or (self.distribution_weight > 0 and self.distribution_target == "teacher"):
-            batches.append(tf.cast(target, fake.dtype))
+            batches.append(target)
         if self.distribution_weight > 0 and self.distribution_target == "real":
-            batches.append(tf.cast(real, fake.dtype))
+            batches.append(real)
+        if not batches:
+            return []
         # One pass of the discriminator over every batch (it has no batch-dependent layers).
-        features, logits = self.adversary.features_and_logits(tf.concat(batches, 0))
-        features = tf.split(features, len(batches))
-        adversarial = self.adversary.generator_loss(tf.split(logits, len(batches))[0])
+        features, _ = self.adversary.features_and_logits(tf.concat([tf.cast(b, tf.float32) for b in batches], 0))
+        return tf.split(tf.stop_gradient(features), len(batches))
+
+    def _adversary_terms(self, fake, references):
+        """(L_GAN of the student's images, feature distance to the teacher's, energy distance to the target batch)."""
+        features, logits = self.adversary.features_and_logits(fake)
+        adversarial = self.adversary.generator_loss(logits)
         feature = tf.constant(0.0)
         if self.feature_weight > 0:
-            feature = distill_losses.feature_loss(features[0], features[1])
+            feature = distill_losses.feature_loss(features, references[0])
         distribution = tf.constant(0.0)
         if self.distribution_weight > 0:
-            distribution = distill_losses.energy_distance(features[0], features[-1])
+            distribution = distill_losses.energy_distance(features, references[-1])
         return adversarial, feature, distribution
 
     def _factors(self):
@@ -271,13 +281,14 @@ class GeneratorDistiller(TrainStepModel):
             fake = self.student(z, training=True)
         if self.adversary_active:
             d_terms = self.adversary.train_step(data["real"], fake)
+            references = self._reference_features(target, data.get("real"))
         pixel_factor, adversary_factor = self._factors()
         pixel_weight, adversarial_weight = self.pixel_weight * pixel_factor, self.adversarial_weight * adversary_factor
         with tape:
             pixel = self.pixel_loss_fn(fake, target)
             adversarial, feature, distribution = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
             if self.adversary_active:
-                adversarial, feature, distribution = self._adversary_terms(fake, target, data.get("real"))
+                adversarial, feature, distribution = self._adversary_terms(fake, references)
             loss = (
                 pixel_weight * pixel
                 + adversarial_weight * adversarial
