@@ -82,9 +82,33 @@ def test_the_minimum_runtime_is_that_of_the_newest_op_version(files):
         assert all(opversions.version_key(table[name][v]) <= key for name, v in ops), variant
         # The converter wrote the same into the file from its own (older) copy of the table.
         assert runtime_version == converter_min_runtime(path), variant
-        report = opversions.report(path)
-        assert report["min_runtime"] == {"version": runtime_version, "op": op[0], "op_version": op[1]}
-        assert report["op_versions"] == {name: {str(v): table[name][v]} for name, v in ops}  # One version of each.
+        if variant != "dynamic":  # Its hybrid TRANSPOSE_CONV needs more than its version says: below.
+            report = opversions.report(path)
+            assert report["min_runtime"] == {
+                "version": runtime_version,
+                "op": op[0],
+                "op_version": op[1],
+                "hybrid_kernel": False,
+            }
+            assert report["op_versions"] == {name: {str(v): table[name][v]} for name, v in ops}  # One version of each.
+
+
+def test_a_hybrid_transposed_convolution_needs_the_runtime_that_brought_its_kernel(files):
+    """The dynamic-range variant's TRANSPOSE_CONV has int8 weights and float input: an old version, but runtime 2.17."""
+    version = dict(opversions.ops_of(files["dynamic"]))["TRANSPOSE_CONV"]
+    assert opversions.hybrid_ops_of(files["dynamic"]) == {("TRANSPOSE_CONV", version)}
+    assert opversions.version_key(opversions.load_table()["TRANSPOSE_CONV"][version]) < (2, 17)
+    report = opversions.report(files["dynamic"])
+    assert report["op_versions"]["TRANSPOSE_CONV"] == {str(version): "2.17.0"}
+    assert report["min_runtime"] == {
+        "version": "2.17.0",
+        "op": "TRANSPOSE_CONV",
+        "op_version": version,
+        "hybrid_kernel": True,
+    }
+    assert opversions.describe(report["min_runtime"]) == f"TRANSPOSE_CONV version {version}, hybrid kernel"
+    # The float and int8 files run the float and the int8 kernels.
+    assert opversions.hybrid_ops_of(files["fp32"]) == set()
 
 
 def test_dynamic_range_fully_connected_needs_a_newer_runtime(files):

@@ -300,7 +300,7 @@ def test_gkd_export_binary(tiny_data_dir, tmp_path):
     assert np.isfinite(report["keras"]["fid"]) and np.isfinite(report["tflite"]["int8"]["fid"])
     assert "model_int8.tflite" in result.stdout and f"Exported to {export_dir}" in result.stdout
     int8 = report["tflite"]["int8"]["min_runtime"]
-    assert f"{int8['version']} ({int8['op']} v{int8['op_version']})" in result.stdout
+    assert f"{int8['version']} ({int8['op']} version {int8['op_version']})" in result.stdout
 
     before = listing(export_dir)
     result = gkd_export("--skip_fid")

@@ -60,7 +60,7 @@ def _fid(entry):
 
 
 def _min_runtime(needs):
-    return f"{needs['version']} ({needs['op']} v{needs['op_version']})" if needs["op"] else str(needs["version"])
+    return f"{needs['version']} ({opversions.describe(needs)})" if needs["op"] else str(needs["version"])
 
 
 def main(argv):

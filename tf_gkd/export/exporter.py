@@ -86,7 +86,7 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
     if target is not None and not opversions.loads_on(needs["version"], target):
         os.remove(path)
         return None, (
-            f"needs TFLite runtime {needs['version']} ({needs['op']} version {needs['op_version']}), "
+            f"needs TFLite runtime {needs['version']} ({opversions.describe(needs)}), "
             f"newer than --target_runtime {target}"
         )
     entry = {
@@ -162,6 +162,8 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     report["tflite"], report["sha256"] = {}, {}
     # Where each file's min_runtime comes from: TFLite's table of the runtime that introduced each operator version.
     report["min_runtime_table"] = opversions.table_source()
+    # And the hybrid kernels that need a newer runtime than their operator's version says.
+    report["hybrid_kernel_runtimes"] = dict(opversions.HYBRID_RUNTIMES)
     report["fixed_batch"] = fixed_batch
     report["target_runtime"] = target_runtime
     report["left_out"] = {}  # {file: why}: the files that would not load on target_runtime.

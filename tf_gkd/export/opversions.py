@@ -7,6 +7,11 @@ runtime of each (operator, version) comes from TensorFlow Lite's own table
 `runtime_versions.json` and regenerated from a newer copy of that file with
 `scripts/runtime_versions.py` (its "_source" key says which one it is).
 
+One kind of requirement is not in the table: a kernel that came to runtimes
+later than its operator's version says. The hybrid kernel (int8 weights, float
+input and output: the dynamic-range variant) of the operators in
+`HYBRID_RUNTIMES` is one; a file that runs it needs that runtime.
+
 A custom operator (a `CUSTOM` code with a name) is not in the table: a Flex
 one (`Flex…`, a TensorFlow operation) needs the Flex delegate, any other a
 kernel the app registers; a plain runtime loads neither. An (operator, version)
@@ -31,6 +36,13 @@ SOURCE_KEY = "_source"
 UNKNOWN = "unknown"
 FLEX = "needs the Flex delegate"
 CUSTOM = "needs a custom op"
+
+# Operators whose hybrid kernel (int8 weights, float input and output) came to runtimes without a
+# new operator version, and the oldest runtime that runs it. TRANSPOSE_CONV's: found by loading a
+# dynamic-range file under TFLite runtimes 2.14.0, 2.15.1, 2.16.2 (each fails to prepare the node:
+# "weights->type != input->type (INT8 != FLOAT32)") and 2.17.1 (runs), where its version (3) dates
+# from 2.3.0; tests/export_old_runtime_test.py repeats the 2.14 half.
+HYBRID_RUNTIMES = {"TRANSPOSE_CONV": "2.17.0"}
 
 _BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 _BUILTINS = set(_BUILTIN_NAMES.values()) - {"CUSTOM"}
@@ -107,6 +119,20 @@ def ops_of(path):
     Raises:
       TFLiteLoadError: the file is missing or not a TFLite flatbuffer.
     """
+    return _read(path)[0]
+
+
+def hybrid_ops_of(path):
+    """The (name, version) pairs of `HYBRID_RUNTIMES`' operators that a file runs with int8 weights on float input.
+
+    Raises:
+      TFLiteLoadError: the file is missing or not a TFLite flatbuffer.
+    """
+    return _read(path)[1]
+
+
+def _read(path):
+    """(`ops_of`, `hybrid_ops_of`) of the file at `path`."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -116,24 +142,25 @@ def ops_of(path):
         raise TFLiteLoadError(f"{path} is not a TFLite model (no TFL3 file identifier).")
     try:
         model = schema.Model.GetRootAs(data, 0)
-        used = {
-            subgraph.Operators(i).OpcodeIndex()
-            for subgraph in (model.Subgraphs(s) for s in range(model.SubgraphsLength()))
-            for i in range(subgraph.OperatorsLength())
-        }
-        ops = set()
-        for index in used:
-            code = model.OperatorCodes(index)
-            # Codes past 127 live in BuiltinCode; the deprecated int8 field holds a placeholder for them.
-            builtin = max(code.DeprecatedBuiltinCode(), code.BuiltinCode())
-            if builtin == schema.BuiltinOperator.CUSTOM:
-                name = (code.CustomCode() or b"").decode("utf-8", "replace") or "CUSTOM"
-            else:
-                name = _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
-            ops.add((name, code.Version()))
+        ops, hybrid = set(), set()
+        for subgraph in (model.Subgraphs(s) for s in range(model.SubgraphsLength())):
+            for op in (subgraph.Operators(i) for i in range(subgraph.OperatorsLength())):
+                code = model.OperatorCodes(op.OpcodeIndex())
+                # Codes past 127 live in BuiltinCode; the deprecated int8 field holds a placeholder for them.
+                builtin = max(code.DeprecatedBuiltinCode(), code.BuiltinCode())
+                if builtin == schema.BuiltinOperator.CUSTOM:
+                    name = (code.CustomCode() or b"").decode("utf-8", "replace") or "CUSTOM"
+                else:
+                    name = _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+                ops.add((name, code.Version()))
+                if name in HYBRID_RUNTIMES:
+                    types = {subgraph.Tensors(t).Type() for t in op.InputsAsNumpy() if t >= 0}
+                    outputs = {subgraph.Tensors(t).Type() for t in op.OutputsAsNumpy()}
+                    if schema.TensorType.INT8 in types and outputs == {schema.TensorType.FLOAT32}:
+                        hybrid.add((name, code.Version()))
     except Exception as e:  # A damaged flatbuffer fails anywhere: struct.error, IndexError, AttributeError...
         raise TFLiteLoadError(f"{path} is not a valid TFLite model (truncated or corrupt file?): {e!r}") from None
-    return sorted(ops)
+    return sorted(ops), hybrid
 
 
 def is_builtin(name):
@@ -141,16 +168,24 @@ def is_builtin(name):
     return name in _BUILTINS
 
 
-def runtime_of(name, version, table=None):
-    """The oldest runtime version that runs operator `name` at `version`, or `FLEX`, `CUSTOM`, `UNKNOWN`."""
+def runtime_of(name, version, table=None, hybrid=False):
+    """The oldest runtime version that runs operator `name` at `version`, or `FLEX`, `CUSTOM`, `UNKNOWN`.
+
+    `hybrid`: the operator runs its hybrid kernel, which for `HYBRID_RUNTIMES`' operators needs a newer runtime.
+    """
     if not is_builtin(name) and not name.startswith("BUILTIN_"):
         return FLEX if name.startswith("Flex") else CUSTOM
     table = _read_table(TABLE_FILE)[1] if table is None else table
-    return table.get(name, {}).get(version, UNKNOWN)
+    runtime = table.get(name, {}).get(version, UNKNOWN)
+    if hybrid and name in HYBRID_RUNTIMES and runtime != UNKNOWN:
+        runtime = max(runtime, HYBRID_RUNTIMES[name], key=version_key)
+    return runtime
 
 
-def minimum_runtime(ops, table=None):
+def minimum_runtime(ops, table=None, hybrid=()):
     """The oldest runtime that loads a model of `ops` ((name, version) pairs), and the op that needs it.
+
+    `hybrid`: the pairs of `ops` that run their hybrid kernel (`hybrid_ops_of`).
 
     Returns:
       (runtime, (name, version)): the highest runtime version among the ops, and
@@ -158,7 +193,7 @@ def minimum_runtime(ops, table=None):
       for, in this order: a custom op (`CUSTOM`), a Flex op (`FLEX`), an
       (op, version) the table does not list (`UNKNOWN`). (None, None) for no ops.
     """
-    runtimes = [(runtime_of(name, version, table), (name, version)) for name, version in ops]
+    runtimes = [(runtime_of(name, version, table, (name, version) in hybrid), (name, version)) for name, version in ops]
     for marker in (CUSTOM, FLEX, UNKNOWN):
         for runtime, op in runtimes:
             if runtime == marker:
@@ -168,18 +203,32 @@ def minimum_runtime(ops, table=None):
     return max(runtimes, key=lambda pair: version_key(pair[0]))
 
 
+def describe(min_runtime):
+    """The operator a report's `min_runtime` names, as text: "TRANSPOSE_CONV version 3, hybrid kernel"."""
+    if not min_runtime["op"]:
+        return "no operators"
+    return f"{min_runtime['op']} version {min_runtime['op_version']}" + (
+        ", hybrid kernel" if min_runtime.get("hybrid_kernel") else ""
+    )
+
+
 def report(path, table=None):
     """What an export report says of a file's operators.
 
     {"op_versions": {name: {version: oldest runtime or marker}},
-     "min_runtime": {"version": runtime or marker, "op": name, "op_version": version}}
+     "min_runtime": {"version": runtime or marker, "op": name, "op_version": version, "hybrid_kernel": bool}}
     """
-    ops = ops_of(path)
+    ops, hybrid = _read(path)
     op_versions = {}
     for name, version in ops:
-        op_versions.setdefault(name, {})[str(version)] = runtime_of(name, version, table)
-    runtime, op = minimum_runtime(ops, table)
+        op_versions.setdefault(name, {})[str(version)] = runtime_of(name, version, table, (name, version) in hybrid)
+    runtime, op = minimum_runtime(ops, table, hybrid)
     return {
         "op_versions": op_versions,
-        "min_runtime": {"version": runtime, "op": op and op[0], "op_version": op and op[1]},
+        "min_runtime": {
+            "version": runtime,
+            "op": op and op[0],
+            "op_version": op and op[1],
+            "hybrid_kernel": op in hybrid,
+        },
     }
