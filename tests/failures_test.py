@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import keras
 import numpy as np
@@ -92,6 +93,19 @@ def test_leftovers_of_killed_writers_are_removed(tmp_path):
     assert files.remove_replacement_leftovers(tmp_path / "export") == [f".export.tmp-{HEX}"]
     assert sorted(os.listdir(tmp_path)) == [f".other.tmp-{HEX}", "export", "notes.txt"]
     assert (tmp_path / "export" / "report.json").read_text() == "previous"
+
+
+def test_the_directories_of_dead_processes_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # Ended and reaped: its pid runs nothing (until the system reuses it).
+    left = [f"tf_gkd_worker1_pid{dead.pid}_abc", f"tf_gkd_worker1_pid{os.getppid()}_def", "tf_gkd_notes", "other"]
+    for name in left:
+        (tmp_path / name).mkdir()
+    with files.process_directory("worker2") as directory:
+        assert os.path.basename(directory).startswith(f"tf_gkd_worker2_pid{os.getpid()}_")
+        assert sorted(os.listdir(tmp_path)) == sorted([*left[1:], os.path.basename(directory)])
+    assert sorted(os.listdir(tmp_path)) == sorted(left[1:])
 
 
 # Training runs (in process: tiny networks on the tiny dataset).

@@ -149,6 +149,8 @@ def test_killed_workers_resume_from_the_chiefs_checkpoint(tiny_data_dir, tmp_pat
         assert status == 0, output
         assert f"(step {killed_at})" in output  # Both workers resumed from the chief's checkpoint.
     assert latest_step(workdir) == killed_at + 10
+    # The killed worker's own directory went when the restarted one started, and that one's at its end.
+    assert not [name for name in os.listdir(worker_tmp) if name.startswith("tf_gkd_")]
 
     # One process interrupted at the same step ends with the same weights.
     single = tmp_path / "single"

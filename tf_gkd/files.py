@@ -12,7 +12,8 @@ once with the holder's pid, host and start time. The lock is the operating
 system's (`flock`), so it dies with its process: a killed holder leaves no
 stale lock, only its record, and the next holder says whose lock it took
 over. Under the lock, `remove_leftovers` deletes the temporary files a killed
-writer left behind.
+writer left behind. A process's own temporary directory (`process_directory`)
+is named after its pid, so that the next one removes those of dead processes.
 """
 
 import contextlib
@@ -23,6 +24,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 
 from absl import logging
@@ -217,6 +219,36 @@ def remove_leftovers(directory, pattern=_TEMPORARY):
     if removed:
         logging.info("Removed what a killed process left in %s: %s.", directory, ", ".join(removed))
     return removed
+
+
+_PROCESS_DIRECTORY = re.compile(r"tf_gkd_.+_pid(\d+)_")
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Another user's process.
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def process_directory(name):
+    """A temporary directory of this process, `<tmp>/tf_gkd_<name>_pid<pid>_<random>`, removed at the end.
+
+    First removes the directories of this kind that processes no longer running
+    on this machine left (killed before their clean-up).
+    """
+    parent = tempfile.gettempdir()
+    for entry in sorted(os.listdir(parent)):
+        match = _PROCESS_DIRECTORY.match(entry)
+        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            logging.info("Removed %s, left by a killed process.", os.path.join(parent, entry))
+    with tempfile.TemporaryDirectory(prefix=f"tf_gkd_{name}_pid{os.getpid()}_") as directory:
+        yield directory
 
 
 def remove_replacement_leftovers(path):

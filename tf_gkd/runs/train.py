@@ -9,7 +9,6 @@ training loop.
 import dataclasses
 import json
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -169,7 +168,7 @@ def train(config, workdir):
         # Another worker of a multi-worker run: the same steps and saves as the chief, written to a
         # temporary directory of its own that goes at the end; it resumes from the chief's checkpoints.
         task_type, task_id = distribute.worker(strategy)
-        with tempfile.TemporaryDirectory(prefix=f"tf_gkd_{task_type}{task_id}_") as own_dir:
+        with files.process_directory(f"{task_type}{task_id}") as own_dir:
             logging.info(
                 "Worker %s %d: the chief writes %s; this worker writes to %s.", task_type, task_id, workdir, own_dir
             )
