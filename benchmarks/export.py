@@ -1,125 +1,169 @@
-"""Export for mobile: size, fidelity, FID and LiteRT latency of every TFLite variant of a student.
+"""Export for mobile: every TFLite file of a teacher and its students side by side.
 
-    .venv/bin/python benchmarks/export.py --generator=runs/<student> --teacher=runs/quickstart \
-        --workdir=runs/bench_export [--num_samples=10000]
+    .venv/bin/python benchmarks/export.py --teacher=runs/quickstart/teacher \
+        --student=20x=runs/quickstart/students/20x [--student=50x=...] [--workdir=runs/bench_export] \
+        [--num_samples=10000] [--old_runtime_python=.venv-tflite-2.14/bin/python]
 
-Exports --generator (the student) as gkd-export does, with FID on
---num_samples samples (the gkd-evaluate evaluator: the domain classifier's
-features against the test split), and --teacher without FID, each into
-<workdir>/{student,teacher} (replaced on every run). Prints, for each
-variant, the student's file size and its ratio to fp32, its max/mean
-absolute difference from the Keras student, its FID beside the Keras
-student's, its LiteRT latency per image (one thread, batch 1 and batch 64;
-median of repeated timed calls after warm-up) and the ratio of that latency
-to the teacher's same variant; checks the targets (int8 at least 3.5×
-smaller than fp32, FID within 10% of the Keras student's) and writes
+Exports the teacher and every --student as gkd-export does (all variants, with
+FID on --num_samples samples: the gkd-evaluate evaluator, the domain
+classifier's features against the test split) into <workdir>/<name> (replaced
+on every run), then loads every file under an older TFLite runtime, the one of
+--old_runtime_python (tflite-runtime 2.14 in the virtual environment that
+scripts/setup.sh makes), and compares its output with the Keras generator's.
+Prints, per model and file: bytes, the oldest runtime that loads it (from the
+export report), LiteRT latency per image at batch 1 and 64 (one thread), FID,
+whether it runs and matches under the older runtime, and at batch 1 how many
+times faster it is than the teacher's same variant and than its own fp32.
+Checks each student's int8 against the targets (at least 3.5x smaller than its
+fp32, FID within 10 % of its Keras model's, at least 10x faster than the
+teacher's int8 and 1.5x faster than its own fp32 at batch 1) and writes
 `export_benchmark.json` in --workdir.
 """
 
 import json
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from tf_gkd import contract  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
-from tf_gkd.export import exporter  # noqa: E402
+from tf_gkd.export import exporter, tflite  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
 
-flags.DEFINE_string("generator", None, "The student: a generator .keras file or run directory.")
-flags.DEFINE_string("teacher", None, "The teacher, for the latency ratio: a generator .keras file or run directory.")
+import runs as runs_lib  # noqa: E402 (benchmarks/runs.py)
+
+flags.DEFINE_string("teacher", None, "The teacher: a generator .keras file or run directory.")
+flags.DEFINE_multi_string("student", [], "NAME=PATH: a student, a generator .keras file or run directory (repeatable).")
 flags.DEFINE_string("workdir", "runs/bench_export", "Directory of the benchmark's exports and results.")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
 flags.DEFINE_string("classifier_dir", "saved_models/classifiers", "Cache of the domain classifiers.")
 flags.DEFINE_integer("num_samples", 10_000, "Samples scored for each FID.", lower_bound=2)
+flags.DEFINE_string(
+    "old_runtime_python",
+    os.path.join(runs_lib.REPO, ".venv-tflite-2.14", "bin", "python"),
+    "A Python with an older TFLite runtime (tflite_runtime or ai_edge_litert) to load every file with.",
+)
 FLAGS = flags.FLAGS
 
-# Targets of the export issue, for the student.
+# Targets for every student's int8 file.
 MIN_INT8_SIZE_RATIO = 3.5
 MAX_FID_INCREASE = 0.10
+MIN_INT8_SPEEDUP_VS_TEACHER = 10.0
+MIN_INT8_SPEEDUP_VS_FP32 = 1.5
+CHECK_LATENTS = 8
+
+
+def old_runtime_check(generator, export_dir, report):
+    """{file: "yes" | "no: why"} under --old_runtime_python, and that runtime's name; None without one."""
+    if not os.path.exists(FLAGS.old_runtime_python):
+        return None, None
+    z = contract.latents(CHECK_LATENTS, report["z_dim"], 0)
+    expected = np.asarray(tflite.float32_copy(generator)(z, training=False))
+    np.save(os.path.join(export_dir, "check_z.npy"), z)
+    paths = {os.path.join(export_dir, entry["file"]): entry for entry in report["tflite"].values()}
+    result = subprocess.run(
+        [FLAGS.old_runtime_python, os.path.join(runs_lib.REPO, "scripts", "run_tflite.py"),
+         os.path.join(export_dir, "check_z.npy"), *paths],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    verdicts = {}
+    for path, entry in paths.items():
+        out = outputs[path]
+        if "error" in out:
+            verdicts[entry["file"]] = "no: " + out["error"].splitlines()[0][:80]
+            continue
+        diff = np.abs(np.load(out["output"]) - expected)
+        within = diff.max() <= tflite.TOLERANCES[entry["variant"]]["max_abs_diff"]
+        verdicts[entry["file"]] = "yes" if within else f"runs, but max abs diff {diff.max():.3g}"
+    return verdicts, outputs["runtime"]
 
 
 def main(argv):
     del argv
+    models = {"teacher": FLAGS.teacher}
+    for spec in FLAGS.student:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path or name in models:
+            raise app.UsageError(f"--student must be NAME=PATH with a new NAME. Received: --student={spec!r}")
+        models[name] = path
     evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
-    student = exporter.export_generator(
-        model_io.load_generator(FLAGS.generator),
-        os.path.join(FLAGS.workdir, "student"),
-        "student",
-        overwrite=True,
-        evaluator=evaluator,
-        num_samples=FLAGS.num_samples,
-    )
-    teacher = exporter.export_generator(
-        model_io.load_generator(FLAGS.teacher), os.path.join(FLAGS.workdir, "teacher"), "teacher", overwrite=True
-    )
-
-    fp32_size = student["tflite"]["fp32"]["size_bytes"]
-    keras_fid = student["keras"]["fid"]
-    rows = {}
-    for variant, entry in student["tflite"].items():
-        latency = entry["latency_ms_per_image"]
-        teacher_latency = teacher["tflite"][variant]["latency_ms_per_image"]
-        rows[variant] = {
-            "size_bytes": entry["size_bytes"],
-            "size_ratio_vs_fp32": fp32_size / entry["size_bytes"],
-            "max_abs_diff": entry["max_abs_diff"],
-            "mean_abs_diff": entry["mean_abs_diff"],
-            "fid": entry["fid"],
-            "fid_vs_keras": entry["fid"] / keras_fid,
-            "ms_per_image_batch_1": latency["batch_1"],
-            "ms_per_image_batch_64": latency["batch_64"],
-            "teacher_ms_per_image_batch_1": teacher_latency["batch_1"],
-            "teacher_ms_per_image_batch_64": teacher_latency["batch_64"],
-            "latency_ratio_vs_teacher_batch_1": latency["batch_1"] / teacher_latency["batch_1"],
-            "latency_ratio_vs_teacher_batch_64": latency["batch_64"] / teacher_latency["batch_64"],
-            "ops": entry["ops"],
+    results, old_runtime = {}, None
+    for name, path in models.items():
+        generator = model_io.load_generator(path)
+        export_dir = os.path.join(FLAGS.workdir, name)
+        report = exporter.export_generator(
+            generator, export_dir, name, overwrite=True, evaluator=evaluator, num_samples=FLAGS.num_samples
+        )
+        verdicts, old_runtime = old_runtime_check(generator, export_dir, report)
+        results[name] = {"path": os.path.abspath(path), "params": report["params"], "keras_fid": report["keras"]["fid"]}
+        results[name]["files"] = {
+            variant: {
+                "file": entry["file"],
+                "size_bytes": entry["size_bytes"],
+                "min_runtime": entry["min_runtime"],
+                "ms_per_image_batch_1": entry["latency_ms_per_image"]["batch_1"],
+                "ms_per_image_batch_64": entry["latency_ms_per_image"]["batch_64"],
+                "fid": entry["fid"],
+                "old_runtime": verdicts[entry["file"]] if verdicts else "not checked",
+            }
+            for variant, entry in report["tflite"].items()
         }
-    int8 = rows["int8"]
-    targets = {
-        "int8_size_ratio_at_least_3.5": int8["size_ratio_vs_fp32"] >= MIN_INT8_SIZE_RATIO,
-        "int8_fid_within_10_percent": int8["fid"] <= (1 + MAX_FID_INCREASE) * keras_fid,
-    }
-    results = {
-        "student": os.path.abspath(FLAGS.generator),
-        "student_params": student["params"],
-        "teacher": os.path.abspath(FLAGS.teacher),
-        "teacher_params": teacher["params"],
-        "keras_student_fid": keras_fid,
-        "fid_setup": student["fid_setup"],
-        "latency_threads": exporter.LATENCY_THREADS,
-        "variants": rows,
-        "targets_met": targets,
+    teacher = results["teacher"]["files"]
+    for name, model in results.items():
+        files = model["files"]
+        for variant, r in files.items():
+            r["speedup_vs_teacher_batch_1"] = teacher[variant]["ms_per_image_batch_1"] / r["ms_per_image_batch_1"]
+            r["speedup_vs_own_fp32_batch_1"] = files["fp32"]["ms_per_image_batch_1"] / r["ms_per_image_batch_1"]
+        if name != "teacher":
+            int8, fp32 = files["int8"], files["fp32"]
+            model["targets_met"] = {
+                f"int8 at least {MIN_INT8_SIZE_RATIO}x smaller than fp32": (
+                    fp32["size_bytes"] >= MIN_INT8_SIZE_RATIO * int8["size_bytes"]
+                ),
+                f"int8 FID within {MAX_FID_INCREASE:.0%} of Keras": (
+                    int8["fid"] <= (1 + MAX_FID_INCREASE) * model["keras_fid"]
+                ),
+                f"int8 at least {MIN_INT8_SPEEDUP_VS_TEACHER:g}x faster than the teacher's int8 at batch 1": (
+                    int8["speedup_vs_teacher_batch_1"] >= MIN_INT8_SPEEDUP_VS_TEACHER
+                ),
+                f"int8 at least {MIN_INT8_SPEEDUP_VS_FP32:g}x faster than its fp32 at batch 1": (
+                    int8["speedup_vs_own_fp32_batch_1"] >= MIN_INT8_SPEEDUP_VS_FP32
+                ),
+            }
+    summary = {
+        "fid_setup": f"{FLAGS.num_samples} samples vs the fashion_mnist test split, domain classifier features",
+        "latency": f"LiteRT, {exporter.LATENCY_THREADS} thread, ms per image",
+        "old_runtime": old_runtime or f"not checked ({FLAGS.old_runtime_python} does not exist)",
+        "models": results,
     }
     path = os.path.join(FLAGS.workdir, "export_benchmark.json")
     with open(path, "w") as f:
-        json.dump(results, f, indent=2)
+        json.dump(summary, f, indent=2)
 
+    print(f"\nFID: {summary['fid_setup']}. Latency: {summary['latency']}. Older runtime: {summary['old_runtime']}.")
     print(
-        f"\nStudent {FLAGS.generator} ({student['params']:,} params) vs teacher {FLAGS.teacher} "
-        f"({teacher['params']:,} params). FID: {FLAGS.num_samples} samples vs the fashion_mnist test split, "
-        f"domain classifier features (test accuracy {evaluator.classifier.info['test_accuracy']:.4f}); "
-        f"Keras student FID {keras_fid:.3f}. Latency: LiteRT, {exporter.LATENCY_THREADS} thread, ms per image."
+        f"{'model':8s} {'file':22s} {'bytes':>9s} {'min runtime':>11s} {'ms b1':>8s} {'ms b64':>8s} {'FID':>7s} "
+        f"{'xT b1':>6s} {'xfp32':>6s}  older runtime"
     )
-    print(
-        f"{'variant':8s} {'bytes':>9s} {'x fp32':>6s} {'max abs':>8s} {'mean abs':>8s} {'FID':>7s} {'FID/K':>6s} "
-        f"{'ms b1':>8s} {'ms b64':>8s} {'T ms b1':>8s} {'T ms b64':>8s} {'S/T b1':>7s} {'S/T b64':>7s}"
-    )
-    for variant, r in rows.items():
-        print(
-            f"{variant:8s} {r['size_bytes']:9d} {r['size_ratio_vs_fp32']:6.2f} {r['max_abs_diff']:8.3g} "
-            f"{r['mean_abs_diff']:8.3g} {r['fid']:7.3f} {r['fid_vs_keras']:6.3f} {r['ms_per_image_batch_1']:8.4g} "
-            f"{r['ms_per_image_batch_64']:8.4g} {r['teacher_ms_per_image_batch_1']:8.4g} "
-            f"{r['teacher_ms_per_image_batch_64']:8.4g} {r['latency_ratio_vs_teacher_batch_1']:7.3g} "
-            f"{r['latency_ratio_vs_teacher_batch_64']:7.3g}"
-        )
-    print(f"Operators (all variants, builtin only): {sorted({op for r in rows.values() for op in r['ops']})}")
-    for target, met in targets.items():
-        print(f"target {target}: {'met' if met else 'NOT met'}")
+    for name, model in results.items():
+        print(f"{name:8s} {'keras':22s} {'':>9s} {'':>11s} {'':>8s} {'':>8s} {model['keras_fid']:7.3f}")
+        for r in model["files"].values():
+            print(
+                f"{name:8s} {r['file']:22s} {r['size_bytes']:9d} {r['min_runtime']['version']:>11s} "
+                f"{r['ms_per_image_batch_1']:8.4g} {r['ms_per_image_batch_64']:8.4g} {r['fid']:7.3f} "
+                f"{r['speedup_vs_teacher_batch_1']:6.2f} {r['speedup_vs_own_fp32_batch_1']:6.2f}  {r['old_runtime']}"
+            )
+    for name, model in results.items():
+        for target, met in model.get("targets_met", {}).items():
+            print(f"{name}: {target}: {'met' if met else 'NOT met'}")
     logging.info("Wrote %s", path)
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["generator", "teacher"])
+    flags.mark_flags_as_required(["teacher", "student"])
     app.run(main)

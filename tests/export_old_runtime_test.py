@@ -25,35 +25,13 @@ pytestmark = pytest.mark.skipif(
     not os.path.exists(OLD_PYTHON), reason="no .venv-tflite-2.14 (scripts/setup.sh makes it where Python <= 3.11 is)"
 )
 
-# Runs in the old runtime's environment: every .tflite given, on z.npy; prints {file: outputs path or error}.
-RUN = """
-import json, sys
-import numpy as np
-import tflite_runtime
-from tflite_runtime.interpreter import Interpreter
-z = np.load(sys.argv[1])
-results = {"version": tflite_runtime.__version__}
-for path in sys.argv[2:]:
-    try:
-        interpreter = Interpreter(model_path=path)
-        index = interpreter.get_input_details()[0]["index"]
-        interpreter.resize_tensor_input(index, z.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(index, z)
-        interpreter.invoke()
-        out = path + ".out.npy"
-        np.save(out, interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
-        results[path] = {"output": out}
-    except Exception as e:
-        results[path] = {"error": str(e)}
-print(json.dumps(results))
-"""
+RUN_TFLITE = os.path.join(REPO, "scripts", "run_tflite.py")
 
 
 def run_old(z, paths, tmp_path):
     np.save(tmp_path / "z.npy", z)
     result = subprocess.run(
-        [OLD_PYTHON, "-c", RUN, str(tmp_path / "z.npy"), *map(str, paths)], capture_output=True, text=True, timeout=120
+        [OLD_PYTHON, RUN_TFLITE, str(tmp_path / "z.npy"), *map(str, paths)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -82,7 +60,7 @@ def test_every_file_written_for_2_14_loads_and_matches_there(exported, tmp_path)
     z = contract.latents(16, Z_DIM, 5)
     expected = np.asarray(generator(z, training=False))
     results = run_old(z, [export_dir / entry["file"] for entry in report["tflite"].values()], tmp_path)
-    assert results.pop("version") == "2.14.0"
+    assert results.pop("runtime") == "tflite-runtime 2.14.0"
     for variant, entry in report["tflite"].items():
         result = results[str(export_dir / entry["file"])]
         assert "error" not in result, (variant, result)

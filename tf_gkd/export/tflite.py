@@ -47,18 +47,17 @@ UINT8_SIGNATURE = "serving_uint8"
 
 # Largest differences from the float32 Keras generator a variant may show on
 # the verification latents, on images in [-1, 1] (a grey level is 2/255 ≈ 0.008).
-# About twice the largest measured on this project's six trained generators
-# (two conv teachers, the dense teacher, a keras-io DCGAN, the 10x and 20x conv4
-# students; worst max / mean: fp32 5.2e-6 / 1.8e-7, fp16 0.0054 / 1.2e-4,
-# dynamic 0.28 / 0.0091, int8 0.61 / 0.044; the README's export section has the
-# table). Past them a file is broken, not merely quantized. For int8 the mean is
-# the real check: its max bound only catches NaN or wholesale inversions, as a
-# quantized pixel of a saturated tanh legitimately moves by over half the range.
+# About twice the largest measured on this project's trained generators (conv
+# and dense teachers, a keras-io DCGAN, conv4 and separable students; the
+# measurements: docs/results.md#tolerances). Past them a file is broken, not
+# merely quantized. For dynamic and int8 the mean is the real check: their max
+# bounds only catch NaN or wholesale inversions (int8's is the whole range), as
+# a quantized pixel of a saturated tanh legitimately moves by over half of it.
 TOLERANCES = {
     "fp32": {"max_abs_diff": 1e-4, "mean_abs_diff": 1e-5},
-    "fp16": {"max_abs_diff": 0.015, "mean_abs_diff": 5e-4},
-    "dynamic": {"max_abs_diff": 0.6, "mean_abs_diff": 0.02},
-    "int8": {"max_abs_diff": 1.5, "mean_abs_diff": 0.1},
+    "fp16": {"max_abs_diff": 0.04, "mean_abs_diff": 1e-3},
+    "dynamic": {"max_abs_diff": 1.4, "mean_abs_diff": 0.02},
+    "int8": {"max_abs_diff": 2.0, "mean_abs_diff": 0.15},
 }
 # Latents the int8 variant's activation ranges are calibrated on.
 CALIBRATION_SAMPLES = 500
