@@ -14,24 +14,32 @@ Prints, per model and file: bytes, the oldest runtime that loads it (from the
 export report), LiteRT latency per image at batch 1 and 64 (one thread), FID,
 whether it runs and matches under the older runtime, and at batch 1 how many
 times faster it is than the teacher's same variant and than its own fp32.
-Checks each student's int8 against the targets (at least 3.5x smaller than its
-fp32, FID within 10 % of its Keras model's, at least 10x faster than the
-teacher's int8 and 1.5x faster than its own fp32 at batch 1) and writes
-`export_benchmark.json` in --workdir.
+With --profile_layers, also where a file's time goes: for every model, the
+fp32 and int8 LiteRT latency at batch 1 of each prefix of the network (the
+sub-model up to the end of each stage: a layer whose successor is not a batch
+normalization or an activation that the converter fuses into it), so that each
+stage's cost is the difference from the prefix before. Checks each student's
+int8 against the targets (at least 3.5x smaller than its fp32, FID within 10 %
+of its Keras model's, at least 10x faster than the teacher's int8 and 1.5x
+faster than its own fp32 at batch 1) and writes `export_benchmark.json` in
+--workdir.
 """
 
 import json
 import os
 import subprocess
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from tf_gkd import contract  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
-from tf_gkd.export import exporter, tflite  # noqa: E402
+from tf_gkd.export import exporter, runtime, tflite  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
 
 import runs as runs_lib  # noqa: E402 (benchmarks/runs.py)
@@ -47,6 +55,7 @@ flags.DEFINE_string(
     os.path.join(runs_lib.REPO, ".venv-tflite-2.14", "bin", "python"),
     "A Python with an older TFLite runtime (tflite_runtime or ai_edge_litert) to load every file with.",
 )
+flags.DEFINE_boolean("profile_layers", False, "Also time each stage of every model (prefix sub-models, batch 1).")
 FLAGS = flags.FLAGS
 
 # Targets for every student's int8 file.
@@ -55,6 +64,51 @@ MAX_FID_INCREASE = 0.10
 MIN_INT8_SPEEDUP_VS_TEACHER = 10.0
 MIN_INT8_SPEEDUP_VS_FP32 = 1.5
 CHECK_LATENTS = 8
+
+
+# Layers that the converter fuses into the layer before them: a prefix never ends just before one.
+FUSED = (keras.layers.BatchNormalization, keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.Activation)
+
+
+class _Prefix:
+    """A .tflite prefix of a generator (any output), callable on z like `runtime.TFLiteGenerator`, for timing."""
+
+    def __init__(self, path, z_dim):
+        self.z_dim = z_dim
+        self._interpreter = Interpreter(model_path=path, num_threads=exporter.LATENCY_THREADS)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._shape = None
+
+    def __call__(self, z):
+        if z.shape != self._shape:
+            self._interpreter.resize_tensor_input(self._input, z.shape)
+            self._interpreter.allocate_tensors()
+            self._shape = z.shape
+        self._interpreter.set_tensor(self._input, z)
+        self._interpreter.invoke()
+
+
+def profile_stages(generator):
+    """[(last layer of the stage, {variant: ms per image at batch 1 of the prefix up to it})] for fp32 and int8."""
+    model = tflite.float32_copy(generator)
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    ends = [layer for layer, after in zip(layers, [*layers[1:], None]) if not isinstance(after, FUSED)]
+    z_dim = model.inputs[0].shape[-1]
+    stages = []
+    with tempfile.TemporaryDirectory() as directory:
+        for i, layer in enumerate(ends):
+            saved_model = os.path.join(directory, f"prefix_{i}")
+            tflite.write_saved_model(keras.Model(model.inputs, layer.output), saved_model)
+            times = {}
+            for variant in ("fp32", "int8"):
+                path = os.path.join(directory, f"prefix_{i}_{variant}.tflite")
+                with open(path, "wb") as f:
+                    f.write(tflite.convert(saved_model, variant, z_dim))
+                times[variant] = runtime.latency_ms_per_image(
+                    _Prefix(path, z_dim), 1, min_seconds=exporter.LATENCY_MIN_SECONDS
+                )
+            stages.append((layer, times))
+    return stages
 
 
 def old_runtime_check(generator, export_dir, report):
@@ -141,8 +195,8 @@ def main(argv):
         "old_runtime": old_runtime or f"not checked ({FLAGS.old_runtime_python} does not exist)",
         "models": results,
     }
-    path = os.path.join(FLAGS.workdir, "export_benchmark.json")
-    with open(path, "w") as f:
+    path_json = os.path.join(FLAGS.workdir, "export_benchmark.json")
+    with open(path_json, "w") as f:
         json.dump(summary, f, indent=2)
 
     print(f"\nFID: {summary['fid_setup']}. Latency: {summary['latency']}. Older runtime: {summary['old_runtime']}.")
@@ -158,10 +212,24 @@ def main(argv):
                 f"{r['ms_per_image_batch_1']:8.4g} {r['ms_per_image_batch_64']:8.4g} {r['fid']:7.3f} "
                 f"{r['speedup_vs_teacher_batch_1']:6.2f} {r['speedup_vs_own_fp32_batch_1']:6.2f}  {r['old_runtime']}"
             )
+    if FLAGS.profile_layers:
+        print("\nWhere the time goes: LiteRT, batch 1, one thread, µs per image of each prefix (+ its last stage)")
+        for name, path in models.items():
+            results[name]["stages"] = []
+            before = {"fp32": 0.0, "int8": 0.0}
+            for layer, times in profile_stages(model_io.load_generator(path)):
+                results[name]["stages"].append({"layer": layer.name, "ms_per_image_batch_1": times})
+                print(
+                    f"{name:8s} {layer.name:16s} {layer.__class__.__name__:18s} {str(layer.output.shape):20s} "
+                    + "  ".join(f"{v} {1000 * t:7.1f} (+{1000 * (t - before[v]):6.1f})" for v, t in times.items())
+                )
+                before = times
+        with open(path_json, "w") as f:
+            json.dump(summary, f, indent=2)
     for name, model in results.items():
         for target, met in model.get("targets_met", {}).items():
             print(f"{name}: {target}: {'met' if met else 'NOT met'}")
-    logging.info("Wrote %s", path)
+    logging.info("Wrote %s", path_json)
 
 
 if __name__ == "__main__":
