@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd import files, precision
+from tf_gkd import errors, files, precision
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import train as runs
 from tf_gkd.training import callbacks, loop
@@ -167,6 +167,30 @@ def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_gan_config, tmp_
         f: os.path.getmtime(os.path.join(workdir, "checkpoints", f))
         for f in os.listdir(os.path.join(workdir, "checkpoints"))
     }
+
+
+class _CtrlCAt(keras.callbacks.Callback):
+    """Sends this process SIGINT at the end of one step, as a user's Ctrl-C."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_training_after_the_current_step_and_restores_the_handler(tiny_gan_config, tmp_path):
+    config = tiny_gan_config(steps_per_execution=1, train_steps=50, checkpoint_every=5)
+    model = runs.build_gan(config)
+    model.fit_callbacks = [_CtrlCAt(batch=12)]
+    images = np.zeros((8, 28, 28, 1), np.float32)
+    make_dataset = lambda seed: tf.data.Dataset.from_tensors((images, np.zeros(8))).repeat()  # noqa: E731
+    # SIGINT after step 13 (batch 12), once the interrupt callback has looked: training stops after step 14.
+    with pytest.raises(errors.Interrupted, match=r"Interrupted at step 14 \(last checkpoint: step 10\)"):
+        loop.fit(model, make_dataset, config, str(tmp_path / "run"), final_models={})
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_ctrl_c_stops_with_a_message_and_the_run_resumes(tiny_data_dir, tmp_path):

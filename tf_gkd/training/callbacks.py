@@ -1,4 +1,4 @@
-"""Keras callbacks of every training run: NaN guard, checkpoints, TensorBoard, progress.
+"""Keras callbacks of every training run: NaN guard, Ctrl-C, checkpoints, TensorBoard, progress.
 
 They key everything on the model's own step counter (`model.step`, restored
 with the checkpoint), not on Keras's batch index, which restarts at 0 when a run
@@ -7,6 +7,8 @@ resumes and advances by `steps_per_execution` at a time.
 
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -43,6 +45,45 @@ class NanGuard(keras.callbacks.Callback):
                 "last good checkpoint is intact. Lower the learning rates (--g_learning_rate, "
                 "--d_learning_rate) or train in float32 (--mixed_precision=off)."
             )
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) during training stops it after the current group of steps; a second one at once.
+
+    The first SIGINT only sets `requested`, which `fit` reads after every group
+    of steps: a KeyboardInterrupt raised wherever the main thread happens to be
+    can land in code that swallows it (a finalizer, a checkpoint's background
+    save) and be lost. The caller turns `requested` into its interruption.
+    Nothing changes when SIGINT is not Python's default (ignored by the parent,
+    or handled by someone else) or `fit` runs off the main thread.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous = None
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)  # A second Ctrl-C raises KeyboardInterrupt at once.
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.restore()
+
+    def restore(self):
+        """Puts back the SIGINT handler it replaced (also when `fit` ended with an exception)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):

@@ -110,7 +110,9 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
         before_training(start)
     if remaining > 0:
         z = contract.latents(config.num_samples, model.z_dim, config.seed)
+        interrupt = cb.StopOnInterrupt()
         callbacks = [
+            interrupt,
             cb.NanGuard(),  # Before the checkpoint: a NaN step must never be saved.
             cb.PeriodicCheckpoint(manager, config.checkpoint_every),
             cb.SummaryWriter(
@@ -135,6 +137,10 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
                 shuffle=False,  # The dataset shuffles itself, seeded.
             )
         except KeyboardInterrupt:
+            interrupt.requested = True
+        finally:
+            interrupt.restore()
+        if interrupt.requested:
             saved = f"step {_checkpoint_step(manager)}" if manager.latest_checkpoint else "none yet"
             step = int(model.step.numpy())
             raise errors.Interrupted(
