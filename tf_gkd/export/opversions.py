@@ -82,7 +82,7 @@ def version_key(version):
     return tuple(int(part) for part in version.split("."))
 
 
-def parse_target(text, table=None):
+def parse_target(text):
     """A runtime version given by a user ("2.14" or "2.14.0") as "x.y.z".
 
     Raises:
@@ -92,7 +92,7 @@ def parse_target(text, table=None):
         raise ValueError(f"must be a TFLite runtime version such as 2.14 or 2.14.0. Received: {text!r}")
     parts = [int(part) for part in text.strip().split(".")]
     version = ".".join(str(part) for part in parts + [0] * (3 - len(parts)))
-    table = _read_table(TABLE_FILE)[1] if table is None else table
+    table = _read_table(TABLE_FILE)[1]
     oldest = min((runtime for versions in table.values() for runtime in versions.values()), key=version_key)
     if version_key(version) < version_key(oldest):
         raise ValueError(

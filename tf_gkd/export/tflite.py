@@ -221,6 +221,11 @@ def differences(images, reference):
     return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
 
 
+def over_tolerance(diffs, variant):
+    """The `differences` that exceed the variant's `TOLERANCES` ({name: value}); NaN always does."""
+    return {k: v for k, v in diffs.items() if not v <= TOLERANCES[variant][k]}  # `not <=`: NaN fails too.
+
+
 def verify(path, variant, z, reference):
     """Runs the `.tflite` file on `z` with LiteRT and checks it against Keras's images `reference`.
 
@@ -232,7 +237,7 @@ def verify(path, variant, z, reference):
       ExportError: a difference exceeds the variant's `TOLERANCES` (or is NaN).
     """
     diffs = differences(runtime.TFLiteGenerator(path)(z), reference)
-    over = {k: v for k, v in diffs.items() if not v <= TOLERANCES[variant][k]}  # `not <=`: NaN fails too.
+    over = over_tolerance(diffs, variant)
     if over:
         found = ", ".join(f"{k} {v:.3g} > {TOLERANCES[variant][k]:g}" for k, v in over.items())
         raise ExportError(
