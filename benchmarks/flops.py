@@ -103,7 +103,7 @@ def conv_flops_per_second(dtype):
 
 def graph_flops(model):
     """{op type: (float operations, nodes)} that TF's profiler counts in the traced graph of one `train_step`."""
-    spec = tf.TensorSpec([FLAGS.batch_size, *contract.IMAGE_SHAPE], tf.float32)
+    spec = tf.TensorSpec([FLAGS.batch_size, *contract.DEFAULT_IMAGE_SHAPE], tf.float32)
     node = cost.profile_float_ops(tf.function(model.train_step).get_concrete_function(spec).graph)
     counts = {}
     while node.children:  # The "op" view nests the op types in a chain, most float operations first.

@@ -183,7 +183,7 @@ def test_offline_pairs_reproduce_the_online_targets(tmp_path):
     path = tmp_path / rundir.PAIRS_FILE
     pairs_lib.write_pairs(teacher, str(path), num_pairs=70, seed=4, batch_size=32, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.PAIRS_FILE]  # No temporary file left.
-    read = list(pairs_lib.pairs_dataset(str(path), Z_DIM).as_numpy_iterator())
+    read = list(pairs_lib.pairs_dataset(str(path), Z_DIM, contract.DEFAULT_IMAGE_SHAPE).as_numpy_iterator())
     z = np.stack([r["z"] for r in read])
     images = np.stack([r["teacher"] for r in read])
     np.testing.assert_array_equal(z, contract.latents(70, Z_DIM, seed=4))

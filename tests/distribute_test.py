@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd import distribute
+from tf_gkd import contract, distribute
 from tf_gkd.models import distiller as distill_lib
 from tf_gkd.networks import factory
 from tf_gkd.runs import train as runs
@@ -54,13 +54,13 @@ def sgd():
 
 
 def gan(**overrides):
-    model = runs.build_gan(TrainConfig(**TINY, **overrides))
+    model = runs.build_gan(TrainConfig(**TINY, **overrides), contract.DEFAULT_IMAGE_SHAPE)
     model.compile(g_optimizer=sgd(), d_optimizer=sgd())
     return model
 
 
 def vae():
-    model = runs.build_vae(TrainConfig(model="vae", **TINY))
+    model = runs.build_vae(TrainConfig(model="vae", **TINY), contract.DEFAULT_IMAGE_SHAPE)
     model.compile(optimizer=sgd())
     return model
 

@@ -13,6 +13,7 @@ class FakeClassifier:
     """Stands in for a DomainClassifier: 8 pixel statistics as features, counts its calls."""
 
     info = {"dataset": "fashion_mnist", "test_accuracy": 0.5}
+    image_shape = (28, 28, 1)
 
     def __init__(self):
         self.calls = []
@@ -92,3 +93,16 @@ def test_too_few_images_are_refused():
     real = np.zeros((1, 28, 28, 1), np.float32)
     with pytest.raises(ValueError, match="at least 2 real images. Received: 1"):
         evaluate.Evaluator(FakeClassifier(), real)
+
+
+def test_images_of_another_shape_than_the_data_are_refused_before_sampling():
+    real = np.zeros((4, 28, 28, 1), np.float32)
+    evaluator = evaluate.Evaluator(FakeClassifier(), real)
+    rgb = factory.make_generator("dense", z_dim=4, width=0.1, image_shape=(32, 32, 3), name="rgb")
+    message = "Generator 'rgb' makes 32x32x3 images, the dataset's are 28x28x1"
+    with pytest.raises(evaluate.ImageShapeError, match=message):
+        evaluator.evaluate(rgb, num_samples=8)
+    with pytest.raises(evaluate.ImageShapeError, match="images to score are 32x32x3"):
+        evaluator.score_images(np.zeros((4, 32, 32, 3), np.float32))
+    with pytest.raises(evaluate.ImageShapeError, match="classifier takes 28x28x1 images, the real ones are 16x16x1"):
+        evaluate.Evaluator(FakeClassifier(), np.zeros((4, 16, 16, 1), np.float32))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd import precision
+from tf_gkd import contract, precision
 from tf_gkd.models import ema as ema_lib
 from tf_gkd.models import gan as gan_lib
 from tf_gkd.networks import factory
@@ -107,7 +107,7 @@ def test_runtime_options_train_and_keep_float32_outputs(options):
     )
     precision.apply(config.mixed_precision)
     try:
-        model = runs.build_gan(config)
+        model = runs.build_gan(config, contract.DEFAULT_IMAGE_SHAPE)
         history = fit(model, 4)
         images = np.asarray(model.generate(np.ones((2, 8), np.float32)))
     finally:

@@ -106,3 +106,53 @@ def test_conv4_is_a_generator_kind_only():
         factory.make_discriminator("conv4")
     with pytest.raises(ValueError, match="Received: kind='conv4'"):
         factory.make_encoder("conv4")
+
+
+# Sizes s·2^k: 16 = 4·4 (the smallest), 20 = 5·4, 32 = 4·8, 48 = 6·8; grey and RGB.
+@pytest.mark.parametrize("shape", [(16, 16, 1), (20, 20, 3), (32, 32, 3), (48, 48, 1)])
+@pytest.mark.parametrize("kind", factory.KINDS)
+def test_every_kind_builds_other_image_shapes(kind, shape):
+    g = factory.make_generator(kind, z_dim=8, width=0.125, image_shape=shape)
+    images = np.asarray(g(np.zeros((2, 8), "float32")))
+    assert images.shape == (2, *shape)
+    assert np.all(np.abs(images) <= 1.0)
+    trunk = kind if kind in factory.TRUNK_KINDS else "conv"
+    d = factory.make_discriminator(trunk, width=0.125, image_shape=shape)
+    assert np.asarray(d(images)).shape == (2, 1)
+    mean, _ = factory.make_encoder(trunk, z_dim=8, width=0.125, image_shape=shape)(images)
+    assert mean.shape == (2, 8)
+    classifier = factory.make_classifier(0.125, num_classes=4, image_shape=shape)
+    assert np.asarray(classifier(images)).shape == (2, 4)
+
+
+def test_stages_follow_the_image_size():
+    assert factory.stages((28, 28, 1)) == (7, 2)
+    assert factory.stages((32, 32, 3)) == (4, 3)
+    assert factory.stages((64, 64, 3)) == (4, 4)
+    g = factory.make_generator("conv", z_dim=8, image_shape=(32, 32, 3))
+    names = [layer.name for layer in g.layers]
+    assert names[names.index("to_4x4") :] == ["to_4x4", "up_8", "up_8_bn", "up_8_lrelu", "up_16", "up_16_bn",
+                                                "up_16_lrelu", "up_32", "images"]  # fmt: skip
+    # Channels halve towards the image, as at 28×28 (7×7×128 → 14×14×64 → 28×28×1).
+    assert [g.get_layer(n).output.shape[-1] for n in ("to_4x4", "up_8", "up_16", "up_32")] == [256, 128, 64, 3]
+    d = factory.make_discriminator("conv", image_shape=(32, 32, 3))
+    assert [d.get_layer(n).output.shape[1:] for n in ("down_16", "down_8", "down_4")] == [
+        (16, 16, 64),
+        (8, 8, 128),
+        (4, 4, 256),
+    ]
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((30, 30, 1), "image size 30"),
+        ((12, 12, 3), "image size 12"),
+        ((128 * 9, 128 * 9, 3), "image size 1152"),
+        ((28, 32, 1), "square"),
+        ((28, 28, 2), "1 (grey) or 3 (RGB)"),
+    ],
+)
+def test_image_shapes_the_factory_cannot_build_are_named(shape, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        factory.make_generator("conv", image_shape=shape)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_gkd import contract
 from tf_gkd.networks import factory
 from tf_gkd.networks import fast as gkd_layers
 from tf_gkd.runs import config as config_lib
@@ -95,12 +96,12 @@ def test_fast_layers_off_trains_keras_layers():
     config = config_lib.TrainConfig(
         z_dim=8, generator_kind="conv4", generator_width=0.1, discriminator_width=0.1, fast_layers="off"
     )
-    model = runs.build_gan(config)
+    model = runs.build_gan(config, contract.DEFAULT_IMAGE_SHAPE)
     fast_types = set(gkd_layers.FAST_LAYERS.values())
     assert (
         not {type(layer) for network in (model.generator, model.discriminator) for layer in network.layers} & fast_types
     )
-    accelerated = runs.build_gan(dataclasses.replace(config, fast_layers="auto"))
+    accelerated = runs.build_gan(dataclasses.replace(config, fast_layers="auto"), contract.DEFAULT_IMAGE_SHAPE)
     assert {type(layer) for layer in accelerated.generator.layers} & fast_types
 
 

@@ -91,6 +91,11 @@ def _wrong_output(path, good):
     keras.Model(z, keras.layers.Dense(10)(z)).save(path)
 
 
+def _two_channels(path, good):
+    z = keras.Input((8,))
+    keras.Model(z, keras.layers.Reshape((28, 28, 2))(keras.layers.Dense(28 * 28 * 2)(z))).save(path)
+
+
 @pytest.mark.parametrize(
     "name, write, message",
     [
@@ -100,7 +105,8 @@ def _wrong_output(path, good):
         ("generator.h5", _text, "not a .keras file"),
         ("images.keras", _image_to_image, r"takes one input z \[N, z_dim\]"),
         ("two_inputs.keras", _two_inputs, r"takes one input z \[N, z_dim\]"),
-        ("wrong_output.keras", _wrong_output, r"returns images \[N, 28, 28, 1\]; this model returns \[\(None, 10\)\]"),
+        ("wrong_output.keras", _wrong_output, r"returns images \[N, S, S, 1 or 3\]; this model returns \[\(None, 10"),
+        ("two_channels.keras", _two_channels, r"returns \[\(None, 28, 28, 2\)\] \(Images must be square, with 1"),
     ],
 )
 def test_files_that_are_not_generators_are_named(tmp_path, saved_generator, name, write, message):
@@ -123,3 +129,8 @@ def test_a_vae_run_directory_yields_its_decoder(tmp_path, saved_generator):
     shutil.copy(saved_generator[1], tmp_path / "decoder.keras")
     decoder = model_io.load_generator(str(tmp_path))
     assert model_io.z_dim(decoder) == model_io.z_dim(saved_generator[0])
+
+
+def test_image_shape_is_read_off_the_generator():
+    rgb = factory.make_generator("dense", z_dim=4, width=0.1, image_shape=(16, 16, 3))
+    assert model_io.image_shape(rgb) == (16, 16, 3)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_gkd import errors, files, precision
+from tf_gkd import contract, errors, files, precision
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import train as runs
 from tf_gkd.training import callbacks, loop
@@ -157,7 +157,7 @@ def test_nan_loss_stops_training_and_keeps_last_checkpoint(tiny_gan_config, tmp_
     }
 
     longer = config_lib.TrainConfig(**{**config.__dict__, "train_steps": 20})
-    model = runs.build_gan(longer)
+    model = runs.build_gan(longer, contract.DEFAULT_IMAGE_SHAPE)
     nan_images = np.full((64, 28, 28, 1), np.nan, np.float32)
     make_dataset = lambda seed: tf.data.Dataset.from_tensors((nan_images[:8], np.zeros(8))).repeat()  # noqa: E731
     with pytest.raises(callbacks.NonFiniteLossError, match="last good checkpoint"):
@@ -183,7 +183,7 @@ class _CtrlCAt(keras.callbacks.Callback):
 
 def test_ctrl_c_stops_training_after_the_current_step_and_restores_the_handler(tiny_gan_config, tmp_path):
     config = tiny_gan_config(steps_per_execution=1, train_steps=50, checkpoint_every=5)
-    model = runs.build_gan(config)
+    model = runs.build_gan(config, contract.DEFAULT_IMAGE_SHAPE)
     model.fit_callbacks = [_CtrlCAt(batch=12)]
     images = np.zeros((8, 28, 28, 1), np.float32)
     make_dataset = lambda seed: tf.data.Dataset.from_tensors((images, np.zeros(8))).repeat()  # noqa: E731

@@ -27,16 +27,24 @@ def make_grid(images, cols=None, pad=1):
 
 
 def save_grid_png(images, path, title=None, cols=None):
-    """Writes images [N, H, W, 1] in [-1, 1] as one PNG grid at `path` (atomically)."""
+    """Writes images [N, H, W, C] in [-1, 1] (grey or RGB) as one PNG grid at `path` (atomically)."""
     grid = make_grid(images, cols=cols)
     fig, ax = plt.subplots(figsize=(grid.shape[1] / 40, grid.shape[0] / 40 + (0.4 if title else 0)), dpi=100)
-    ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    show_image(ax, grid)
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout(pad=0.2)
     _save_figure(fig, path)
     plt.close(fig)
+
+
+def show_image(ax, image):
+    """Draws a uint8 image [H, W, 1 or 3] on matplotlib axes `ax`: grey in a grey colour map, RGB as is."""
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
 
 
 def _save_figure(fig, path):
@@ -86,7 +94,7 @@ def rows_plot(rows, path=None, title=None):
     """Plots labelled rows of images side by side, one row per label, aligned column by column.
 
     Args:
-      rows: (label, images [N, H, W, 1] in [-1, 1]) pairs; image i of every
+      rows: (label, images [N, H, W, C] in [-1, 1]) pairs; image i of every
         row lands in column i (e.g. the same latent through several generators).
       path: where to write the PNG, if anywhere.
       title: a title above the rows.
@@ -102,7 +110,7 @@ def rows_plot(rows, path=None, title=None):
     height = sum(g.shape[0] for g in grids) / 40 + (0.4 if title else 0.1)
     fig, axes = plt.subplots(len(rows), 1, figsize=(width, height), dpi=100, squeeze=False)
     for ax, (label, _), grid in zip(axes[:, 0], rows, grids):
-        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        show_image(ax, grid)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)

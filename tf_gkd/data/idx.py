@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 
 from tf_gkd import errors
-from tf_gkd.contract import IMAGE_SHAPE
+from tf_gkd.contract import DEFAULT_IMAGE_SHAPE as IMAGE_SHAPE
 
 _UBYTE = 0x08
 

@@ -44,7 +44,7 @@ def write_pairs(teacher, path, num_pairs, seed, batch_size=500, progress=True):
                 writer.write(_example(zi, image))
 
 
-def pairs_dataset(path, z_dim, image_shape=contract.IMAGE_SHAPE):
+def pairs_dataset(path, z_dim, image_shape):
     """An unbatched tf.data.Dataset of {"z": float32 [z_dim], "teacher": float32 image} from `path`."""
     spec = {
         "z": tf.io.FixedLenFeature([z_dim], tf.float32),

@@ -18,8 +18,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from tf_gkd import errors, files
-from tf_gkd.contract import IMAGE_SHAPE
+from tf_gkd import contract, errors, files
 from tf_gkd.data import datasets
 from tf_gkd.models import classifier as classifier_models
 from tf_gkd.networks import factory
@@ -47,7 +46,7 @@ def train_classifier(
     seed=0,
     width=1.0,
 ):
-    """Trains `factory.make_classifier(width)` on float images [N, 28, 28, 1] in [-1, 1].
+    """Trains `factory.make_classifier(width)` on float images [N, H, W, C] in [-1, 1], labels in [0, K).
 
     The recipe is `tf_gkd.models.classifier.fit_classifier`. Seeds Keras's
     global random state with `seed` (weights, shuffling, dropout).
@@ -56,7 +55,8 @@ def train_classifier(
       (model, test accuracy as a float in [0, 1]).
     """
     keras.utils.set_random_seed(seed)
-    model = factory.make_classifier(width)
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    model = factory.make_classifier(width, num_classes, image_shape=train_images.shape[1:])
     log_epoch = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: logging.info(
             "Classifier epoch %d/%d: loss %.4f, train accuracy %.4f.", epoch + 1, epochs, logs["loss"], logs["accuracy"]
@@ -80,6 +80,7 @@ class DomainClassifier:
     def __init__(self, model, info=None):
         self.model = model
         self.info = dict(info or {})
+        self.image_shape = tuple(model.inputs[0].shape[1:])
         # One forward pass for both outputs: features for FID/KID, logits for the score.
         self._features_and_logits = keras.Model(
             model.inputs[0],
@@ -88,7 +89,7 @@ class DomainClassifier:
         )
 
     def features_and_probs(self, images, batch_size=500):
-        """Float images [N, 28, 28, 1] in [-1, 1] → (features [N, F], probabilities [N, K]), float64.
+        """Float images [N, H, W, C] in [-1, 1] → (features [N, F], probabilities [N, K]), float64.
 
         The softmax is taken in float64 NumPy, so that probabilities of
         confident predictions are not rounded to exactly 0 or 1 in float32.
@@ -105,8 +106,7 @@ def _load_cached(dataset, path, info_path):
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
         model.get_layer(FEATURES_LAYER)  # Raises ValueError if absent.
-        if tuple(model.inputs[0].shape[1:]) != IMAGE_SHAPE:
-            raise ValueError(f"input shape {tuple(model.inputs[0].shape)}, expected (None, 28, 28, 1)")
+        contract.check_image_shape(model.inputs[0].shape[1:])
         with open(info_path) as f:
             info = json.load(f)
         if info.get("dataset") != dataset:

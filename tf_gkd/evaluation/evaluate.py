@@ -23,12 +23,16 @@ from tf_gkd.networks import io as model_io
 _PROGRESS_MIN_BATCHES = 5
 
 
+class ImageShapeError(errors.Error, ValueError):
+    """Generated images, real images and the domain classifier disagree on the image shape."""
+
+
 class NonFiniteSamplesError(errors.Error, ValueError):
     """A generator produced NaN or Inf, which no metric can score."""
 
 
 def sample(generator, num_samples, seed=0, batch_size=500, progress=True):
-    """Float32 images [num_samples, 28, 28, 1] of `generator` for z ~ N(0, I) drawn with `seed`.
+    """Float32 images [num_samples, H, W, C] of `generator` for z ~ N(0, I) drawn with `seed`.
 
     Shows a progress bar (on stderr) when `progress` is set and there are
     enough batches for it to matter.
@@ -59,7 +63,7 @@ class Evaluator:
 
     Args:
       classifier: a `DomainClassifier` (see `classifier.load_or_train`).
-      real_images: float images [N >= 2, 28, 28, 1] in [-1, 1] of the reference split.
+      real_images: float images [N >= 2, H, W, C] in [-1, 1] of the reference split.
       real_split: which split `real_images` are (written into every result).
       batch_size: images per forward pass of the generator and the classifier.
       precision_recall_k: k of the k-NN manifolds of precision and recall
@@ -70,6 +74,12 @@ class Evaluator:
     def __init__(self, classifier, real_images, real_split="test", batch_size=500, precision_recall_k=None):
         if len(real_images) < 2:
             raise ValueError(f"FID and KID need at least 2 real images. Received: {len(real_images)}.")
+        self.image_shape = tuple(real_images.shape[1:])
+        if classifier.image_shape != self.image_shape:
+            raise ImageShapeError(
+                f"The domain classifier takes {contract.describe(classifier.image_shape)} images, the real ones are "
+                f"{contract.describe(self.image_shape)}: delete its cache to train one for this data."
+            )
         self.classifier = classifier
         self.real_split = real_split
         self.batch_size = batch_size
@@ -81,7 +91,7 @@ class Evaluator:
             self.real_manifold = metrics.Manifold(self.real_features, precision_recall_k)
 
     def score_images(self, images):
-        """Scores float images [N >= 2, 28, 28, 1] in [-1, 1] against the real split.
+        """Scores float images [N >= 2, H, W, C] in [-1, 1] against the real split.
 
         Returns:
           A dict: `fid`, `kid` (mean over subsets), `kid_std`,
@@ -91,6 +101,12 @@ class Evaluator:
         """
         if len(images) < 2:
             raise ValueError(f"FID and KID need at least 2 samples. Received: {len(images)}.")
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ImageShapeError(
+                f"The images to score are {contract.describe(images.shape[1:])}, the dataset's are "
+                f"{contract.describe(self.image_shape)}: score a generator against the data it was trained on "
+                "(its --dataset, --image_size and --grayscale)."
+            )
         features, probs = self.classifier.features_and_probs(images, self.batch_size)
         kid, kid_std = metrics.kernel_distance(features, self.real_features)
         result = {
@@ -109,6 +125,13 @@ class Evaluator:
 
     def evaluate(self, generator, num_samples=10_000, seed=0, progress=True):
         """`score_images` of `num_samples` samples of `generator`, plus its `params` and the `seed`."""
+        shape = model_io.image_shape(generator)
+        if shape != self.image_shape:
+            raise ImageShapeError(
+                f"Generator {generator.name!r} makes {contract.describe(shape)} images, the dataset's are "
+                f"{contract.describe(self.image_shape)}: score it against the data it was trained on (its "
+                "--dataset, --image_size and --grayscale)."
+            )
         images = sample(generator, num_samples, seed, self.batch_size, progress)
         result = self.score_images(images)
         result.update(params=model_io.count_params(generator), seed=seed)

@@ -149,12 +149,13 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
 
     saved_model = os.path.join(directory, tflite.SAVED_MODEL_DIR)
     tflite.write_saved_model(model, saved_model)
+    shape = ", ".join(str(d) for d in model_io.image_shape(model))
     report["saved_model"] = {
         "path": tflite.SAVED_MODEL_DIR,
         "size_bytes": _dir_size(saved_model),
         "signatures": {
-            tflite.FLOAT_SIGNATURE: "z float32 [N, z_dim] -> images float32 [N, 28, 28, 1] in [-1, 1]",
-            tflite.UINT8_SIGNATURE: "z float32 [N, z_dim] -> images uint8 [N, 28, 28, 1] in [0, 255]",
+            tflite.FLOAT_SIGNATURE: f"z float32 [N, z_dim] -> images float32 [N, {shape}] in [-1, 1]",
+            tflite.UINT8_SIGNATURE: f"z float32 [N, z_dim] -> images uint8 [N, {shape}] in [0, 255]",
         },
         **tflite.check_saved_model(saved_model, z, reference),
     }
@@ -226,7 +227,7 @@ def export_generator(
     """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
 
     Args:
-      generator: a Keras generator z [N, z_dim] → images [N, 28, 28, 1] in [-1, 1].
+      generator: a Keras generator z [N, z_dim] → images [N, H, W, C] in [-1, 1].
       export_dir: the destination directory.
       name: the export's name, written into the report.
       variants: TFLite variants, a subset of `tflite.VARIANTS`.

@@ -3,7 +3,7 @@
 This module imports NumPy, `ai_edge_litert` and `tf_gkd.contract` (NumPy only:
 the image shape and the latents of a seed) — never TensorFlow — so that it runs
 where an app runs (`gkd-sample` is built on it; an app copies both files). A generator file
-maps z `float32 [N, z_dim]` to images `float32 [N, 28, 28, 1]` in [-1, 1];
+maps z `float32 [N, z_dim]` to images `float32 [N, H, W, C]` in [-1, 1];
 every variant written by gkd-export, full-integer included, keeps float input
 and output. N is any batch size (the input is resized to each batch), or the
 one batch size of a fixed-batch file (`model_<variant>_b<N>.tflite`), which is
@@ -23,7 +23,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from tf_gkd import errors
-from tf_gkd.contract import IMAGE_SHAPE, latents
+from tf_gkd.contract import check_image_shape, latents
 
 REPORT_FILE = "export_report.json"
 
@@ -66,6 +66,14 @@ def check_against_report(path):
     return True
 
 
+def _is_image_shape(shape):
+    try:
+        check_image_shape(tuple(int(d) for d in shape))
+    except ValueError:
+        return False
+    return True
+
+
 class TFLiteGenerator:
     """A `.tflite` generator run by the LiteRT interpreter, called on batches of z like a Keras model.
 
@@ -80,7 +88,7 @@ class TFLiteGenerator:
     Raises:
       TFLiteLoadError: the file is missing, not a valid TFLite model (truncated
         or corrupt), differs from the SHA-256 of the report beside it, or is not
-        a generator z [N, z_dim] float32 → images [N, 28, 28, 1] float32.
+        a generator z [N, z_dim] float32 → images [N, S, S, C] float32.
     """
 
     def __init__(self, path, num_threads=1):
@@ -98,23 +106,24 @@ class TFLiteGenerator:
             or len(inputs[0]["shape"]) != 2
             or inputs[0]["dtype"] != np.float32
             or len(outputs) != 1
-            or tuple(outputs[0]["shape"][1:]) != IMAGE_SHAPE
+            or not _is_image_shape(outputs[0]["shape"][1:])
             or outputs[0]["dtype"] != np.float32
         ):
             found = [(tuple(d["shape"]), np.dtype(d["dtype"]).name) for d in inputs + outputs]
             raise TFLiteLoadError(
-                f"{path} is not a generator z [N, z_dim] float32 → images [N, 28, 28, 1] float32; "
+                f"{path} is not a generator z [N, z_dim] float32 → images [N, S, S, 1 or 3] float32; "
                 f"its inputs and outputs are {found}."
             )
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self.z_dim = int(inputs[0]["shape"][1])
+        self.image_shape = tuple(int(d) for d in outputs[0]["shape"][1:])
         # A dynamic batch is negative in the shape signature (the shape itself holds a placeholder).
         batch = int(inputs[0]["shape_signature"][0])
         self.batch_size = None if batch < 0 else batch
         self._batch = None
 
     def __call__(self, z):
-        """Images float32 [N, 28, 28, 1] for z float32 [N, z_dim], in one invocation (fixed batch: one per batch)."""
+        """Images float32 [N, H, W, C] for z float32 [N, z_dim], in one invocation (fixed batch: one per batch)."""
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim or len(z) < 1:
             raise ValueError(f"Expected z of shape [N >= 1, {self.z_dim}]. Received: shape {z.shape}.")

@@ -104,8 +104,8 @@ def to_uint8_images(images):
 def write_saved_model(generator, directory, batch_size=None):
     """Writes `generator` (float32) as a SavedModel with two signatures.
 
-    `serving_default`: z float32 [N, z_dim] → {"images": float32 [N, 28, 28, 1] in [-1, 1]};
-    `serving_uint8`: the same z → {"images": uint8 [N, 28, 28, 1] in [0, 255]}, ready to display.
+    `serving_default`: z float32 [N, z_dim] → {"images": float32 [N, H, W, C] in [-1, 1]};
+    `serving_uint8`: the same z → {"images": uint8 [N, H, W, C] in [0, 255]}, ready to display.
     N is any batch size, or `batch_size` for signatures of that static shape.
     """
     check_batch_size(batch_size)

@@ -1,12 +1,18 @@
 """One factory for every network: teachers and students differ only in size.
 
-`make_generator(kind, width, depth)` builds
+Every network is built for an image shape (H, W, C): square, 1 or 3 channels,
+of size s0·2^k with 4 ≤ s0 ≤ 7 and k ≥ 2 (`stages`). The convolutional
+networks work on s0×s0 feature maps and k ×2 stages; at 28×28 (7·2²) they are
+the layouts below, at 32×32 (4·2³) they start at 4×4 and have one stage more.
+
+`make_generator(kind, z_dim, width, depth, image_shape=...)` builds
 - `dense`: the classic fully connected generator of the TensorFlow GAN examples,
-  z → 128 → 128 → 784 with leaky ReLU and a tanh output (width scales the 128s,
-  depth is the number of hidden layers);
-- `conv`: a DCGAN: z → dense projection to 7×7 feature maps → two stride-2
-  transposed convolutions to 28×28 (width scales every channel count, depth adds
-  stride-1 convolution blocks at 14×14);
+  z → 128 → 128 → H·W·C with leaky ReLU and a tanh output (width scales the
+  128s, depth is the number of hidden layers);
+- `conv`: a DCGAN: z → dense projection to 7×7 feature maps → stride-2
+  transposed convolutions to 28×28, channels halving at each (width scales
+  every channel count, depth adds stride-1 convolution blocks at 14×14, half
+  the image size);
 - `conv4`: the DCGAN paper's layout, z → dense projection to 4×4 → 7×7 → 14×14
   → 28×28 with the same channel count at every stage. Its projection costs a
   third of `conv`'s per channel (16 positions instead of 49), and that projection
@@ -23,20 +29,23 @@
   more channels (docs/results.md). Depthwise convolutions have no fast
   bfloat16 kernels on CPUs: train it in float32 there.
 
-Every generator maps z `[N, z_dim]` to images `[N, 28, 28, 1]` in [-1, 1]; its
+Every generator maps z `[N, z_dim]` to images `[N, H, W, C]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
+Layers are named after the size of their output (`up_14`, `down_7`), so that
+a teacher and a narrower student of the same kind match layer by layer.
 Every network is made of Keras's own layers; `tf_gkd.networks.fast.accelerate`
 turns a built one into its faster training version.
 Discriminators return one *logit* per image: D(x) = sigmoid(logit), and the
 losses take logits so that the sigmoid is computed stably inside them. Their
 penultimate activations are a named layer, `features`, for feature-level losses.
 
-`make_encoder(kind, z_dim, width, depth)` builds a VAE encoder on the
-discriminator's trunk, images → [mean, log_var]; the VAE's decoder is
+`make_encoder(kind, z_dim, width, depth, image_shape=...)` builds a VAE encoder
+on the discriminator's trunk, images → [mean, log_var]; the VAE's decoder is
 `make_generator` itself, so a VAE decoder meets the generator contract.
 
-`make_classifier(width)` builds the small CNN classifier of the evaluation
-(the domain classifier) and of soft-label distillation.
+`make_classifier(width, num_classes, image_shape=...)` builds the small CNN
+classifier of the evaluation (the domain classifier) and of soft-label
+distillation.
 """
 
 import math
@@ -44,7 +53,7 @@ import math
 import keras
 from keras import layers
 
-from tf_gkd.contract import IMAGE_SHAPE
+from tf_gkd import contract
 
 KINDS = ("dense", "conv", "conv4", "separable")  # Generator kinds.
 # Discriminators and encoders come in the two trunks; `conv4` and `separable` generators pair with `conv` ones.
@@ -57,9 +66,10 @@ FEATURES_LAYER = "features"
 # Sizes at width=1, depth=None (the defaults below).
 _DENSE_UNITS = 128
 _DENSE_DEPTH = 2
-_CONV_CHANNELS = 64  # Channels of the 14×14 stage; the 7×7 stage has twice as many.
+_CONV_CHANNELS = 64  # Channels of the stage at half the image size; each smaller stage has twice as many.
 _CONV_DEPTH = 0
 _CONV4_CHANNELS = 64  # Channels of every conv4 stage.
+_CONV4_START = 4  # Size of the feature maps conv4 and separable project z to.
 
 
 def _channels(base, width):
@@ -75,37 +85,73 @@ def _check_size(kind, width, depth, kinds=KINDS):
         raise ValueError(f"depth must be >= 0. Received: depth={depth}")
 
 
-def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generator"):
-    """Returns a functional Keras generator z [N, z_dim] → images [N, 28, 28, 1] in [-1, 1]."""
+def stages(image_shape):
+    """(s0, k): the convolutional networks' smallest feature maps are s0×s0, and k ×2 stages lead to the image.
+
+    Image size = s0·2^k with 4 ≤ s0 ≤ 7 and k ≥ 2 (28 = 7·4, 32 = 4·8, 64 = 4·16).
+
+    Raises:
+      ValueError: the factory cannot build networks for `image_shape` (saying which sizes it can).
+    """
+    contract.check_image_shape(image_shape)
+    size = image_shape[0]
+    s0, k = size, 0
+    while s0 % 2 == 0 and s0 // 2 >= _CONV4_START:
+        s0, k = s0 // 2, k + 1
+    if s0 > 7 or k < 2:
+        raise ValueError(
+            f"The network factory builds images of size s·2^k with s in 4..7 and k >= 2 (16, 20, 24, 28, 32, 40, "
+            f"48, 56, 64, ...). Received: image size {size}; pass --image_size with one of those."
+        )
+    return s0, k
+
+
+def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generator", image_shape=None):
+    """Returns a functional Keras generator z [N, z_dim] → images [N, H, W, C] in [-1, 1].
+
+    `image_shape` (H, W, C) defaults to `contract.DEFAULT_IMAGE_SHAPE`; see `stages` for the sizes.
+    """
     _check_size(kind, width, depth)
     if z_dim <= 0:
         raise ValueError(f"z_dim must be positive. Received: z_dim={z_dim}")
+    image_shape = tuple(image_shape or contract.DEFAULT_IMAGE_SHAPE)
+    s0, k = stages(image_shape)
+    size, channels = image_shape[0], image_shape[2]
+    conv_depth = _CONV_DEPTH if depth is None else depth
     z = keras.Input((z_dim,), name="z")
     if kind == "dense":
         x = z
         for i in range(_DENSE_DEPTH if depth is None else depth):
             x = layers.Dense(_channels(_DENSE_UNITS, width), name=f"dense_{i}")(x)
             x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
-        x = layers.Dense(math.prod(IMAGE_SHAPE), name="to_pixels")(x)
-        x = layers.Reshape(IMAGE_SHAPE, name="to_image")(x)
+        x = layers.Dense(math.prod(image_shape), name="to_pixels")(x)
+        x = layers.Reshape(image_shape, name="to_image")(x)
     elif kind == "conv":
-        c14 = _channels(_CONV_CHANNELS, width)
-        x = _upsample_block(_project(z, (7, 7, 2 * c14)), c14, "up_14")
-        x = _blocks_14(x, c14, depth)
-        x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
+        c = _channels(_CONV_CHANNELS, width)
+        x = _project(z, (s0, s0, c * 2 ** (k - 1)))
+        for i in range(1, k):
+            x = _upsample_block(x, c * 2 ** (k - 1 - i), f"up_{s0 * 2**i}")
+        x = _blocks(x, c, conv_depth, f"conv_{size // 2}")
+        x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name=f"up_{size}")(x)
     else:
         c = _channels(_CONV4_CHANNELS, width)
-        x = _project(z, (4, 4, c if kind == "conv4" else max(1, c // 8)))
-        x = _upsample_block(x, c, "up_7", strides=1, padding="valid")  # 4 + 4 - 1 = 7.
+        x = _project(z, (_CONV4_START, _CONV4_START, c if kind == "conv4" else max(1, c // 8)))
+        # A 'valid' transposed convolution of kernel s0 − 3 takes the 4×4 maps to s0×s0 (4 + 4 − 1 = 7).
+        x = _upsample_block(x, c, f"up_{s0}", strides=1, padding="valid", kernel_size=s0 - _CONV4_START + 1)
         if kind == "conv4":
-            x = _blocks_14(_upsample_block(x, c, "up_14"), c, depth)
-            x = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up_28")(x)
+            for i in range(1, k):
+                x = _upsample_block(x, c, f"up_{s0 * 2**i}")
+            x = _blocks(x, c, conv_depth, f"conv_{size // 2}")
+            x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name=f"up_{size}")(x)
         else:
-            x = _separable_block(layers.Resizing(14, 14, interpolation="nearest", name="up_14")(x), c, "sep_14")
-            for i in range(_CONV_DEPTH if depth is None else depth):
-                x = _separable_block(x, c, f"sep_14_{i}")
-            x = _separable_block(layers.Resizing(28, 28, interpolation="nearest", name="up_28")(x), c, "sep_28")
-            x = layers.SeparableConv2D(1, 3, padding="same", name="to_pixels")(x)
+            for i in range(1, k + 1):
+                stage = s0 * 2**i
+                x = layers.Resizing(stage, stage, interpolation="nearest", name=f"up_{stage}")(x)
+                x = _separable_block(x, c, f"sep_{stage}")
+                if i == k - 1:
+                    for j in range(conv_depth):
+                        x = _separable_block(x, c, f"sep_{stage}_{j}")
+            x = layers.SeparableConv2D(channels, 3, padding="same", name="to_pixels")(x)
     images = layers.Activation("tanh", dtype="float32", name=IMAGES_LAYER)(x)
     return keras.Model(z, images, name=name)
 
@@ -118,9 +164,9 @@ def _project(z, shape):
     return layers.Reshape(shape, name=f"to_{shape[0]}x{shape[1]}")(x)
 
 
-def _upsample_block(x, channels, name, strides=2, padding="same"):
-    """4×4 transposed convolution → BN → leaky ReLU."""
-    x = layers.Conv2DTranspose(channels, 4, strides=strides, padding=padding, use_bias=False, name=name)(x)
+def _upsample_block(x, channels, name, strides=2, padding="same", kernel_size=4):
+    """Transposed convolution (4×4 by default) → BN → leaky ReLU."""
+    x = layers.Conv2DTranspose(channels, kernel_size, strides=strides, padding=padding, use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
 
@@ -132,21 +178,23 @@ def _separable_block(x, channels, name):
     return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
 
 
-def _blocks_14(x, channels, depth):
-    """`depth` stride-1 3×3 convolution blocks at 14×14 (the kinds' default depth: none)."""
-    for i in range(_CONV_DEPTH if depth is None else depth):
-        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv_14_{i}")(x)
-        x = layers.BatchNormalization(name=f"conv_14_{i}_bn")(x)
-        x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
+def _blocks(x, channels, depth, prefix):
+    """`depth` stride-1 3×3 convolution blocks (named prefix_i) at half the image size; the default depth: none."""
+    for i in range(depth):
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{prefix}_{i}")(x)
+        x = layers.BatchNormalization(name=f"{prefix}_{i}_bn")(x)
+        x = layers.LeakyReLU(0.2, name=f"{prefix}_{i}_lrelu")(x)
     return x
 
 
 def _downsample(images, kind, width, depth):
     """The image → flat feature trunk shared by discriminators and encoders.
 
-    `dense`: 784 → `depth` leaky-ReLU hidden layers of the dense generator's
-    width; `conv`: two stride-2 convolutions 28×28 → 14×14 → 7×7, mirroring the DCGAN
-    generator's upsampling (depth adds stride-1 blocks at 14×14).
+    `dense`: the flat pixels → `depth` leaky-ReLU hidden layers of the dense
+    generator's width; `conv`: stride-2 convolutions down to the generator's
+    smallest maps (28×28 → 14×14 → 7×7), mirroring the DCGAN generator's
+    upsampling, channels doubling at each (depth adds stride-1 blocks at half
+    the image size).
     """
     if kind == "dense":
         x = layers.Flatten(name="flatten")(images)
@@ -154,21 +202,25 @@ def _downsample(images, kind, width, depth):
             x = layers.Dense(_channels(_DENSE_UNITS, width), name=f"dense_{i}")(x)
             x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
         return x
-    c14 = _channels(_CONV_CHANNELS, width)
-    x = layers.Conv2D(c14, 4, strides=2, padding="same", name="down_14")(images)
-    x = layers.LeakyReLU(0.2, name="down_14_lrelu")(x)
-    for i in range(_CONV_DEPTH if depth is None else depth):
-        x = layers.Conv2D(c14, 3, padding="same", name=f"conv_14_{i}")(x)
-        x = layers.LeakyReLU(0.2, name=f"conv_14_{i}_lrelu")(x)
-    x = layers.Conv2D(2 * c14, 4, strides=2, padding="same", name="down_7")(x)
-    x = layers.LeakyReLU(0.2, name="down_7_lrelu")(x)
+    image_shape = tuple(images.shape[1:])
+    s0, k = stages(image_shape)
+    c = _channels(_CONV_CHANNELS, width)
+    x = images
+    for i in range(k):
+        stage = image_shape[0] // 2 ** (i + 1)
+        x = layers.Conv2D(c * 2**i, 4, strides=2, padding="same", name=f"down_{stage}")(x)
+        x = layers.LeakyReLU(0.2, name=f"down_{stage}_lrelu")(x)
+        if i == 0:
+            for j in range(_CONV_DEPTH if depth is None else depth):
+                x = layers.Conv2D(c, 3, padding="same", name=f"conv_{stage}_{j}")(x)
+                x = layers.LeakyReLU(0.2, name=f"conv_{stage}_{j}_lrelu")(x)
     return layers.Flatten(name="flatten")(x)
 
 
-def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.0, name="discriminator"):
-    """Returns a Keras discriminator images [N, 28, 28, 1] → logits [N, 1] (D = sigmoid)."""
+def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.0, name="discriminator", image_shape=None):
+    """Returns a Keras discriminator images [N, H, W, C] → logits [N, 1] (D = sigmoid)."""
     _check_size(kind, width, depth, TRUNK_KINDS)
-    images = keras.Input(IMAGE_SHAPE, name="images")
+    images = keras.Input(tuple(image_shape or contract.DEFAULT_IMAGE_SHAPE), name="images")
     x = layers.Activation("linear", name=FEATURES_LAYER)(_downsample(images, kind, width, depth))
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
@@ -176,11 +228,11 @@ def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.0, name="di
     return keras.Model(images, logits, name=name)
 
 
-def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder"):
-    """Returns a Keras VAE encoder images [N, 28, 28, 1] → [mean, log_var], each [N, z_dim].
+def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder", image_shape=None):
+    """Returns a Keras VAE encoder images [N, H, W, C] → [mean, log_var], each [N, z_dim].
 
-    The trunk is the discriminator's (`dense`: 784 → hidden layers; `conv`: the
-    stride-2 downsampling to 7×7); two linear heads give the mean and the log
+    The trunk is the discriminator's (`dense`: the flat pixels → hidden layers;
+    `conv`: the stride-2 downsampling); two linear heads give the mean and the log
     variance of the diagonal Gaussian q(z|x). The heads compute in the
     networks' dtype (in float32 they were a large share of a bfloat16 VAE
     step: docs/performance.md) and return float32, which the KL term
@@ -189,7 +241,7 @@ def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder"):
     _check_size(kind, width, depth, TRUNK_KINDS)
     if z_dim <= 0:
         raise ValueError(f"z_dim must be positive. Received: z_dim={z_dim}")
-    images = keras.Input(IMAGE_SHAPE, name="images")
+    images = keras.Input(tuple(image_shape or contract.DEFAULT_IMAGE_SHAPE), name="images")
     x = _downsample(images, kind, width, depth)
     outputs = [
         layers.Activation("linear", dtype="float32", name=f"{head}_float32")(layers.Dense(z_dim, name=head)(x))
@@ -224,20 +276,26 @@ def with_pre_activation(generator):
     return keras.Model(generator.inputs[0], [layer.input, generator.outputs[0]], name=f"{generator.name}_with_logits")
 
 
-def make_classifier(width=1.0, num_classes=10):
-    """A small CNN: images [N, 28, 28, 1] in [-1, 1] → logits [N, num_classes].
+def make_classifier(width=1.0, num_classes=10, image_shape=None):
+    """A small CNN: images [N, H, W, C] in [-1, 1] → logits [N, num_classes].
 
-    Two stride-2 convolutions (32 and 64 channels at width 1) rather than
-    convolution + pooling pairs: the same accuracy per epoch at a third of the
-    compute. Its 128-unit ReLU layer named `features` gives the activations of
-    FID and KID; the dropout after it is inactive at inference.
+    Stride-2 convolutions (32, 64, ... channels at width 1; two for 28×28,
+    more until the maps are at most 8×8) rather than convolution + pooling
+    pairs: the same accuracy per epoch at a third of the compute. Its 128-unit
+    ReLU layer named `features` gives the activations of FID and KID; the
+    dropout after it is inactive at inference.
     """
     if not width > 0:
         raise ValueError(f"width must be positive. Received: width={width}")
+    image_shape = tuple(image_shape or contract.DEFAULT_IMAGE_SHAPE)
+    contract.check_image_shape(image_shape)
     c = _channels(32, width)
-    images = keras.Input(IMAGE_SHAPE, name="images")
-    x = layers.Conv2D(c, 3, strides=2, padding="same", activation="relu", name="conv_14")(images)
-    x = layers.Conv2D(2 * c, 3, strides=2, padding="same", activation="relu", name="conv_7")(x)
+    images = keras.Input(image_shape, name="images")
+    x, size, i = images, image_shape[0], 0
+    while i < 2 or size > 8:
+        size = (size + 1) // 2
+        x = layers.Conv2D(c * 2**i, 3, strides=2, padding="same", activation="relu", name=f"conv_{size}")(x)
+        i += 1
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(_channels(128, width), activation="relu", name=FEATURES_LAYER)(x)
     x = layers.Dropout(0.3, name="dropout")(x)

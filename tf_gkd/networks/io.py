@@ -1,7 +1,7 @@
 """Saving and loading models: atomic writes, safe loads, the generator contract.
 
 A generator, to tf_gkd, is any Keras model with one input z `[N, z_dim]` and
-one output, images `[N, 28, 28, 1]` in [-1, 1]: evaluation and distillation
+one output, images `[N, H, W, C]` in [-1, 1] (`tf_gkd.contract`): evaluation and distillation
 accept every `.keras` file meeting that contract, whichever code built it.
 `load_generator` checks the contract up front so that a wrong file fails with
 a message naming it, not with a shape error deep inside a metric.
@@ -13,8 +13,7 @@ import zipfile
 
 import keras
 
-from tf_gkd import errors, files, rundir
-from tf_gkd.contract import IMAGE_SHAPE
+from tf_gkd import contract, errors, files, rundir
 
 
 class ModelLoadError(errors.Error, ValueError):
@@ -22,7 +21,7 @@ class ModelLoadError(errors.Error, ValueError):
 
 
 class GeneratorLoadError(ModelLoadError):
-    """A path does not hold a generator z [N, z_dim] → images [N, 28, 28, 1]."""
+    """A path does not hold a generator z [N, z_dim] → images [N, H, W, C]."""
 
 
 def save_model_atomic(model, path):
@@ -91,15 +90,26 @@ def load_generator(path):
     if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[1] is None:
         shapes = [tuple(x.shape) for x in inputs]
         raise GeneratorLoadError(f"{path}: a generator takes one input z [N, z_dim]; this model takes {shapes}.")
-    if len(outputs) != 1 or tuple(outputs[0].shape[1:]) != IMAGE_SHAPE:
-        shapes = [tuple(x.shape) for x in outputs]
-        raise GeneratorLoadError(f"{path}: a generator returns images [N, 28, 28, 1]; this model returns {shapes}.")
+    shapes = [tuple(x.shape) for x in outputs]
+    try:
+        if len(outputs) != 1:
+            raise ValueError(f"one output expected, {len(outputs)} found")
+        contract.check_image_shape(outputs[0].shape[1:])
+    except ValueError as e:
+        raise GeneratorLoadError(
+            f"{path}: a generator returns images [N, S, S, 1 or 3]; this model returns {shapes} ({e})."
+        ) from None
     return model
 
 
 def z_dim(generator):
     """Latent size of a generator, read off its input shape."""
     return int(generator.inputs[0].shape[-1])
+
+
+def image_shape(generator):
+    """(H, W, C) of a generator's images, read off its output shape."""
+    return tuple(int(d) for d in generator.outputs[0].shape[1:])
 
 
 def count_params(model):

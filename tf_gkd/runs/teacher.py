@@ -10,7 +10,7 @@ import os
 
 import keras
 
-from tf_gkd import errors, files, rundir
+from tf_gkd import contract, errors, files, rundir
 from tf_gkd.networks import io as model_io
 
 
@@ -81,6 +81,17 @@ def load_teacher(run_dir, dataset):
         encoder=encoder,
         discriminator_path=discriminator_path if os.path.exists(discriminator_path) else None,
     )
+
+
+def check_image_shape(teacher, image_shape, dataset):
+    """Raises TeacherError unless the teacher makes images of the data's `image_shape`."""
+    teacher_shape = model_io.image_shape(teacher.generator)
+    if tuple(teacher_shape) != tuple(image_shape):
+        raise TeacherError(
+            f"Teacher {teacher.run_dir} makes {contract.describe(teacher_shape)} images, the {dataset} data here "
+            f"is {contract.describe(image_shape)}: a student learns the teacher's images from the same data, so "
+            "distil with the teacher's --image_size and --grayscale."
+        )
 
 
 def _load_network(path):

@@ -22,6 +22,7 @@ from tf_gkd.models import distiller as distill_lib
 from tf_gkd.models import gan as gan_lib
 from tf_gkd.models import vae as vae_lib
 from tf_gkd.networks import factory, fast, narrow
+from tf_gkd.networks import io as model_io
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import teacher as teacher_lib
 from tf_gkd.runs import vae_report
@@ -71,6 +72,17 @@ def for_training(config, *networks):
     return tuple(None if network is None else fast.accelerate(network) for network in networks)
 
 
+def make_discriminator(config, image_shape):
+    """The discriminator of `config`'s discriminator_* options for images of `image_shape`."""
+    return factory.make_discriminator(
+        config.discriminator_kind,
+        config.discriminator_width,
+        config.discriminator_depth,
+        dropout=config.discriminator_dropout,
+        image_shape=image_shape,
+    )
+
+
 def load_split(config, split):
     """(uint8 images, int64 labels) of a split of the config's dataset."""
     raw_dir = datasets.resolve_raw_dir(config.dataset, config.raw_data_dir)
@@ -79,18 +91,13 @@ def load_split(config, split):
     )
 
 
-def build_gan(config):
-    """The GAN of `config`, compiled."""
+def build_gan(config, image_shape):
+    """The GAN of `config` for images of `image_shape` (H, W, C), compiled."""
     keras.utils.set_random_seed(config.seed)
     generator = factory.make_generator(
-        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth
+        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, image_shape=image_shape
     )
-    discriminator = factory.make_discriminator(
-        config.discriminator_kind,
-        config.discriminator_width,
-        config.discriminator_depth,
-        dropout=config.discriminator_dropout,
-    )
+    discriminator = make_discriminator(config, image_shape)
     generator, discriminator = for_training(config, generator, discriminator)
     model = gan_lib.GAN(
         generator,
@@ -112,12 +119,19 @@ def build_gan(config):
     return model
 
 
-def build_vae(config):
-    """The VAE of `config`, compiled; `generator_*` configure the decoder."""
+def build_vae(config, image_shape):
+    """The VAE of `config` for images of `image_shape` (H, W, C), compiled; `generator_*` configure the decoder."""
     keras.utils.set_random_seed(config.seed)
-    encoder = factory.make_encoder(config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth)
+    encoder = factory.make_encoder(
+        config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth, image_shape=image_shape
+    )
     decoder = factory.make_generator(
-        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="decoder"
+        config.generator_kind,
+        config.z_dim,
+        config.generator_width,
+        config.generator_depth,
+        name="decoder",
+        image_shape=image_shape,
     )
     encoder, decoder = for_training(config, encoder, decoder)
     model = vae_lib.VAE(
@@ -217,13 +231,14 @@ def _train(config, workdir, run_dir=None):
     images, labels = load_split(config, "train")
     logging.info("Loaded %s: %d training images.", config.dataset, len(images))
     if teacher is not None:
+        teacher_lib.check_image_shape(teacher, images.shape[1:], config.dataset)
         return _train_distill(config, workdir, images, labels, teacher, run_dir)
     return _TRAINERS[config.model](config, workdir, images, labels, run_dir)
 
 
 def _train_gan(config, workdir, images, labels, run_dir):
     """The GAN branch of `train`."""
-    model = build_gan(config)
+    model = build_gan(config, images.shape[1:])
     logging.info(
         "Generator %s: %d parameters; discriminator: %d.",
         config.generator_kind,
@@ -244,7 +259,7 @@ def _train_gan(config, workdir, images, labels, run_dir):
 
 def _train_vae(config, workdir, images, labels, run_dir):
     """The VAE branch of `train`: fit, then the held-out evaluation and latent pictures."""
-    model = build_vae(config)
+    model = build_vae(config, images.shape[1:])
     logging.info(
         "VAE: %s encoder, %d parameters; %s decoder: %d.",
         config.encoder_kind,
@@ -286,8 +301,14 @@ def build_distiller(config, teacher):
     starts from the teacher's with `init_discriminator`.
     """
     keras.utils.set_random_seed(config.seed)
+    image_shape = model_io.image_shape(teacher.generator)
     student = factory.make_generator(
-        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, name="student"
+        config.generator_kind,
+        config.z_dim,
+        config.generator_width,
+        config.generator_depth,
+        name="student",
+        image_shape=image_shape,
     )
     if config.student_init == "teacher":
         narrow.narrow_from(teacher.generator, student)
@@ -298,12 +319,7 @@ def build_distiller(config, teacher):
         if config.init_discriminator:
             discriminator = keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False)
         else:
-            discriminator = factory.make_discriminator(
-                config.discriminator_kind,
-                config.discriminator_width,
-                config.discriminator_depth,
-                dropout=config.discriminator_dropout,
-            )
+            discriminator = make_discriminator(config, image_shape)
     # Already fast networks (a teacher loaded by `train`) are left as they are.
     student, discriminator, teacher_generator, teacher_encoder = for_training(
         config, student, discriminator, teacher.generator, teacher.encoder
@@ -369,6 +385,7 @@ def _train_distill(config, workdir, images, labels, teacher, run_dir):
     fixed_z = contract.latents(config.num_samples, config.z_dim, config.seed)
     pairs_path = os.path.join(workdir, rundir.PAIRS_FILE)
     teacher_generator = teacher.generator
+    image_shape = model_io.image_shape(teacher_generator)
     model = build_distiller(config, teacher)
     logging.info(
         "Student %s: %d parameters; teacher: %s.",
@@ -385,13 +402,13 @@ def _train_distill(config, workdir, images, labels, teacher, run_dir):
             logging.info("Writing %d teacher pairs to %s.", config.offline_pairs, pairs_path)
             pairs_lib.write_pairs(teacher_generator, pairs_path, config.offline_pairs, config.seed)
         if config.offline_pairs:
-            pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim)
+            pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim, image_shape)
             teacher_grid = np.stack([p["teacher"] for p in pairs.take(config.num_samples).as_numpy_iterator()])
         else:
             teacher_grid = np.asarray(teacher_generator(fixed_z, training=False))
 
     def make_dataset(seed):
-        pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim) if config.offline_pairs else None
+        pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim, image_shape) if config.offline_pairs else None
         return distill_dataset(model, config, images, labels, seed, pairs)
 
     def side_by_side(step):
