@@ -52,11 +52,10 @@ def train_timed(train, train_images, train_labels, **kwargs):
 
 def main(argv):
     del argv
-    dataset = "fashion_mnist"
-    teacher = classifier_lib.load_or_train(dataset, FLAGS.classifier_dir, FLAGS.data_dir)
-    raw_dir = datasets.resolve_raw_dir(dataset, None)
-    train_images, train_labels = datasets.load_numpy(dataset, "train", FLAGS.data_dir, raw_dir)
-    test_images, test_labels = datasets.load_numpy(dataset, "test", FLAGS.data_dir, raw_dir)
+    spec = datasets.DataSpec("fashion_mnist", FLAGS.data_dir)
+    teacher = classifier_lib.load_or_train(spec, FLAGS.classifier_dir)
+    train_images, train_labels = spec.load("train")
+    test_images, test_labels = spec.load("test")
     train_images, test_images = datasets.to_float(train_images).numpy(), datasets.to_float(test_images).numpy()
 
     runs = {"teacher": (teacher.info["train_seconds"], teacher.model)}

@@ -38,6 +38,7 @@ from absl import app, flags, logging  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
 from tf_gkd import contract  # noqa: E402
+from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
 from tf_gkd.export import exporter, runtime, tflite  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
@@ -144,7 +145,7 @@ def main(argv):
         if not sep or not name or not path or name in models:
             raise app.UsageError(f"--student must be NAME=PATH with a new NAME. Received: --student={spec!r}")
         models[name] = path
-    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
+    evaluator = evaluate.load_evaluator(datasets.DataSpec("fashion_mnist", FLAGS.data_dir), FLAGS.classifier_dir)
     results, old_runtime = {}, None
     for name, path in models.items():
         generator = model_io.load_generator(path)

@@ -83,14 +83,14 @@ def main(argv):
             results.setdefault(name, {})["train_seconds"] = round(seconds, 1)
     quick = read_config("quickstart")
 
-    raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
-    train_images, _ = datasets.load_numpy("fashion_mnist", "train", FLAGS.data_dir, raw_dir)
-    test_images, _ = datasets.load_numpy("fashion_mnist", "test", FLAGS.data_dir, raw_dir)
+    spec = datasets.DataSpec("fashion_mnist", FLAGS.data_dir)
+    train_images, _ = spec.load("train")
+    test_images, _ = spec.load("test")
     seconds = train_keras_io(train_images, quick["train_steps"], quick["batch_size"])
     if seconds is not None:
         results.setdefault("keras_io", {})["train_seconds"] = round(seconds, 1)
 
-    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
+    evaluator = evaluate.load_evaluator(spec, FLAGS.classifier_dir)
     scores = {
         "real train images": evaluator.score_images(datasets.to_float(train_images[: FLAGS.num_samples]).numpy()),
         "untrained conv generator": evaluator.evaluate(factory.make_generator("conv"), FLAGS.num_samples),

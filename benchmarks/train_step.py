@@ -192,9 +192,7 @@ def steps_per_second(model, dataset, steps):
 
 
 def load_images():
-    return datasets.load_numpy(
-        "fashion_mnist", "train", data_dir=FLAGS.data_dir, raw_dir=datasets.resolve_raw_dir("fashion_mnist", None)
-    )
+    return datasets.DataSpec("fashion_mnist", FLAGS.data_dir).load("train")
 
 
 def timed_steps():

@@ -60,10 +60,10 @@ def main(argv):
     with open(os.path.join(workdir, rundir.VAE_EVAL_FILE)) as f:
         held_out = json.load(f)
 
-    raw_dir = datasets.resolve_raw_dir("fashion_mnist", None)
-    train_images, _ = datasets.load_numpy("fashion_mnist", "train", FLAGS.data_dir, raw_dir)
-    test_images, _ = datasets.load_numpy("fashion_mnist", "test", FLAGS.data_dir, raw_dir)
-    evaluator = evaluate.load_evaluator("fashion_mnist", FLAGS.classifier_dir, FLAGS.data_dir)
+    spec = datasets.DataSpec("fashion_mnist", FLAGS.data_dir)
+    train_images, _ = spec.load("train")
+    test_images, _ = spec.load("test")
+    evaluator = evaluate.load_evaluator(spec, FLAGS.classifier_dir)
     decoder = model_io.load_generator(os.path.join(workdir, rundir.DECODER_FILE))
     results.setdefault(recipe, {}).update(
         evaluator.evaluate(decoder, FLAGS.num_samples),

@@ -66,6 +66,16 @@ def tiny_data_dir(tiny_raw_dir, tmp_path_factory):
     return data_dir
 
 
+@pytest.fixture(scope="session")
+def shapes_data_dir(tmp_path_factory):
+    """A tfds data directory with `gkd_shapes/tiny` (512 + 128 coloured 32x32 images) prepared."""
+    from tf_gkd.data import datasets
+
+    data_dir = str(tmp_path_factory.mktemp("tfds_shapes"))
+    datasets.prepare("gkd_shapes/tiny", data_dir=data_dir)
+    return data_dir
+
+
 @pytest.fixture
 def tiny_gan_config(tiny_data_dir):
     """A function of overrides → the `TrainConfig` of a tiny dense GAN on the tiny dataset (10 steps)."""

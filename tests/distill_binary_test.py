@@ -160,6 +160,23 @@ def test_bad_teachers_fail_before_training(tiny_data_dir, teacher_run, tmp_path)
         assert not workdir.exists()  # Nothing written: no config.json, no checkpoint.
 
 
+def test_a_teacher_of_other_image_shapes_fails_before_training(tiny_data_dir, teacher_run, tmp_path):
+    config = config_lib.TrainConfig(model="distill", teacher=teacher_run, data_dir=tiny_data_dir, image_size=32)
+    workdir = tmp_path / "student"
+    with pytest.raises(teacher_lib.TeacherError, match="makes 28x28x1 images, the fashion_mnist data here is 32x32x1"):
+        runs.train(config, str(workdir))
+    assert not workdir.exists()
+
+
+def test_an_image_size_the_networks_cannot_have_fails_before_training(tiny_data_dir, tmp_path):
+    config = config_lib.TrainConfig(data_dir=tiny_data_dir, image_size=30)
+    workdir = tmp_path / "teacher"
+    with pytest.raises(config_lib.ConfigError, match="fashion_mnist: .*Received: image size 30") as error:
+        runs.train(config, str(workdir))
+    assert error.value.field == "image_size"
+    assert not workdir.exists()
+
+
 def test_a_teacher_breaking_the_generator_contract_is_named(tiny_data_dir, teacher_run, tmp_path):
     teacher = tmp_path / "wrong_shape"
     shutil.copytree(teacher_run, teacher)

@@ -13,7 +13,7 @@ from tf_gkd.networks import factory
 @pytest.fixture(scope="module")
 def tiny(tiny_data_dir):
     """(train images, train labels, test images, test labels) of conftest's tiny dataset, images in [-1, 1]."""
-    splits = [datasets.load_numpy("fashion_mnist", split, data_dir=tiny_data_dir) for split in ("train", "test")]
+    splits = [datasets.DataSpec("fashion_mnist", tiny_data_dir).load(split) for split in ("train", "test")]
     return [x for images, labels in splits for x in (datasets.to_float(images).numpy(), labels)]
 
 

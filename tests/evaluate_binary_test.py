@@ -54,7 +54,7 @@ def test_scores_a_run_directory(gkd_evaluate, tmp_path):
     for key in ("fid", "kid", "kid_std", "classifier_score", "classifier_test_accuracy", "precision", "recall"):
         assert np.isfinite(scores[key]), key
     assert scores["precision_recall_k"] == 3
-    assert scores["extractor"] == "tf_gkd domain classifier fashion_mnist"
+    assert scores["extractor"] == "tf_gkd domain classifier of fashion_mnist (trained on labels), its `features` layer"
     assert scores["real_split"] == "test" and scores["num_real"] == 64
     assert scores["num_samples"] == 50 and scores["seed"] == 3 and scores["z_dim"] == 100
     assert scores["params"] == model_io.count_params(generator)

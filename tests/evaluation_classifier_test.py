@@ -7,6 +7,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from tf_gkd.data import datasets
 from tf_gkd.evaluation import classifier as classifier_lib
@@ -29,7 +30,7 @@ def squares(n, seed):
 def classifier_dir(tiny_data_dir, tmp_path_factory):
     """A classifier cache holding a classifier of the tiny `fashion_mnist` of conftest."""
     directory = str(tmp_path_factory.mktemp("classifiers"))
-    classifier_lib.load_or_train("fashion_mnist", directory, data_dir=tiny_data_dir, epochs=8, batch_size=32)
+    classifier_lib.load_or_train(datasets.DataSpec(data_dir=tiny_data_dir), directory, epochs=8, batch_size=32)
     return directory
 
 
@@ -61,8 +62,8 @@ def test_first_load_trains_and_caches(classifier_dir):
 
 def test_second_load_uses_the_cache(classifier_dir, monkeypatch):
     monkeypatch.setattr(classifier_lib, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
-    monkeypatch.setattr(datasets, "load_numpy", lambda *a, **k: pytest.fail("loaded the data"))
-    cached = classifier_lib.load_or_train("fashion_mnist", classifier_dir)
+    monkeypatch.setattr(datasets, "prepare", lambda *a, **k: pytest.fail("loaded the data"))
+    cached = classifier_lib.load_or_train(datasets.DataSpec("fashion_mnist"), classifier_dir)
     assert cached.info["epochs"] == 8
 
     images = np.random.default_rng(0).uniform(-1, 1, (7, 28, 28, 1)).astype(np.float32)
@@ -76,9 +77,9 @@ def test_second_load_uses_the_cache(classifier_dir, monkeypatch):
 
 
 def test_real_images_score_better_than_noise(classifier_dir, tiny_data_dir):
-    classifier = classifier_lib.load_or_train("fashion_mnist", classifier_dir)
-    train, _ = datasets.load_numpy("fashion_mnist", "train", data_dir=tiny_data_dir)
-    test, _ = datasets.load_numpy("fashion_mnist", "test", data_dir=tiny_data_dir)
+    classifier = classifier_lib.load_or_train(datasets.DataSpec("fashion_mnist"), classifier_dir)
+    train, _ = datasets.DataSpec("fashion_mnist", tiny_data_dir).load("train")
+    test, _ = datasets.DataSpec("fashion_mnist", tiny_data_dir).load("test")
     evaluator = evaluate.Evaluator(classifier, datasets.to_float(test).numpy())
     real = evaluator.score_images(datasets.to_float(train[:64]).numpy())
     noise = evaluator.score_images(np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32))
@@ -99,4 +100,23 @@ def test_a_broken_cache_names_the_files_to_delete(classifier_dir, tmp_path, dama
         (directory / "info.json").write_text(json.dumps(info))
     expected = f"Delete {directory / 'classifier.keras'} and {directory / 'info.json'}"
     with pytest.raises(classifier_lib.ClassifierError, match=re.escape(expected)):
-        classifier_lib.load_or_train("fashion_mnist", str(tmp_path))
+        classifier_lib.load_or_train(datasets.DataSpec("fashion_mnist"), str(tmp_path))
+
+
+def test_without_labels_the_classifier_learns_rotations(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    for i in range(40):  # A bright bar at the top of each image: its rotation is easy to tell.
+        pixels = rng.integers(0, 60, (16, 16), dtype=np.uint8)
+        pixels[1:4, 2:14] = 255
+        Image.fromarray(pixels).save(tmp_path / "images" / f"{i}.png")
+    spec = datasets.DataSpec(f"folder:{tmp_path / 'images'}", data_dir=str(tmp_path / "tfds"))
+    classifier = classifier_lib.load_or_train(spec, str(tmp_path / "classifiers"), epochs=3, batch_size=8)
+    assert classifier.info["task"] == "rotation" and classifier.info["dataset"] == spec.key()
+    assert classifier.model.output_shape == (None, 4)
+    assert "(trained on rotation)" in classifier.describe()
+    turned, labels = classifier_lib.rotated(
+        np.arange(4 * 4, dtype=np.uint8).reshape(4, 2, 2, 1) * np.ones((4, 1, 1, 1), np.uint8)
+    )
+    assert labels.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(turned[1, ..., 0], np.rot90(np.arange(4).reshape(2, 2) + 4))

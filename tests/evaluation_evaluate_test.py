@@ -18,6 +18,9 @@ class FakeClassifier:
     def __init__(self):
         self.calls = []
 
+    def describe(self):
+        return "fake classifier of fashion_mnist"
+
     def features_and_probs(self, images, batch_size=500):
         self.calls.append(len(images))
         flat = np.asarray(images, np.float64).reshape(len(images), -1)

@@ -196,6 +196,49 @@ def test_tiny_pipeline_end_to_end_then_skips_done_stages(tiny_data_dir, tmp_path
 
 
 @pytest.mark.slow
+def test_tiny_colour_pipeline_at_32x32x3(shapes_data_dir, tmp_path):
+    conv = "--generator_kind=conv\n--discriminator_kind=conv\n--generator_width=0.1\n--discriminator_width=0.1\n"
+    (tmp_path / "teacher.cfg").write_text("--model=gan\n" + conv + TINY_RUN)
+    (tmp_path / "student.cfg").write_text("--student_kind=conv4\n--student_width=0.05\n--adversarial_weight=0.5\n"
+                                          "--discriminator_width=0.1\n" + TINY_RUN)  # fmt: skip
+    workdir = tmp_path / "pipe"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tf_gkd.bin.pipeline",
+        f"--workdir={workdir}",
+        "--dataset=gkd_shapes/tiny",
+        f"--data_dir={shapes_data_dir}",
+        f"--classifier_dir={tmp_path / 'classifiers'}",
+        f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
+        f"--students=tiny={tmp_path / 'student.cfg'}",
+        "--baseline_flagfile=",
+        "--export=tiny",
+        "--export_args=--skip_fid",
+        "--evaluate_args=--num_samples=40",
+        "--evaluate_args=--batch_size=20",
+        "--evaluate_args=--latency_batch_sizes=1",
+        "--evaluate_args=--latency_min_seconds=0.01",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for path in ("teacher/generator.keras", "students/tiny/student.keras"):
+        assert model_io.image_shape(model_io.load_generator(str(workdir / path))) == (32, 32, 3)
+    report = json.loads((workdir / "export" / "tiny" / "export_report.json").read_text())
+    assert "[N, 32, 32, 3]" in report["saved_model"]["signatures"]["serving_uint8"]
+    assert set(report["tflite"]) == {"fp32", "fp16", "dynamic", "int8"}
+    for entry in report["tflite"].values():  # Each matched the Keras model on the verification latents.
+        assert entry["max_abs_diff"] <= entry["tolerance"]["max_abs_diff"]
+    metrics = json.loads((workdir / "report" / "metrics.json").read_text())
+    assert {e["name"] for e in metrics["entries"]} == {"teacher", "tiny"}
+    assert all(e["quality"]["fid"]["mean"] >= 0 for e in metrics["entries"])
+    assert "gkd_shapes_tiny (trained on labels)" in metrics["settings"]["extractor"]
+    # The domain classifier of the data was trained on its labels and cached under the data's key.
+    info = json.loads((tmp_path / "classifiers" / "gkd_shapes_tiny" / "info.json").read_text())
+    assert info["task"] == "labels"
+
+
+@pytest.mark.slow
 def test_a_failing_stage_stops_the_pipeline_with_its_name(tiny_data_dir, tmp_path):
     (tmp_path / "teacher.cfg").write_text(TEACHER + "--loss=no_such_loss\n")
     (tmp_path / "student.cfg").write_text(STUDENT)

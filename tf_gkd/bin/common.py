@@ -15,7 +15,7 @@ from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import train as train_lib
 
 # The data options of every binary that reads a dataset.
-DATA_FIELDS = ("dataset", "data_dir", "raw_data_dir", "download")
+DATA_FIELDS = ("dataset", "image_size", "grayscale", "data_dir", "raw_data_dir", "download")
 _FIELDS = {field.name: field for field in dataclasses.fields(config_lib.TrainConfig)}
 CONFIG_FIELDS = tuple(_FIELDS)  # Every training option, in the config's order.
 
@@ -59,7 +59,7 @@ def train(config, workdir):
 
 
 def define_data_flags(dataset_use, flag_values=flags.FLAGS):
-    """--dataset, --data_dir, --raw_data_dir and --download, as the training binaries have them.
+    """--dataset, --image_size, --grayscale, --data_dir, --raw_data_dir and --download, as in the training binaries.
 
     `dataset_use` says what the binary does with the dataset; it is added to --dataset's help.
     """

@@ -100,7 +100,7 @@ def _score_one(path, seed):
     result = {
         "generator": os.path.abspath(path),
         "dataset": FLAGS.dataset,
-        "extractor": f"tf_gkd domain classifier {FLAGS.dataset}",
+        "extractor": evaluator.classifier.describe(),
         "features_layer": classifier_lib.FEATURES_LAYER,
         "classifier_test_accuracy": evaluator.classifier.info["test_accuracy"],
         "z_dim": model_io.z_dim(generator),

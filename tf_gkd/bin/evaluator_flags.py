@@ -7,6 +7,7 @@ evaluation: the domain classifier that scores FID is never a training signal
 
 from absl import flags
 
+from tf_gkd.data import datasets
 from tf_gkd.evaluation import evaluate
 
 
@@ -18,13 +19,10 @@ def define_classifier_dir_flag(flag_values=flags.FLAGS):
 
 
 def load_evaluator(precision_recall_k=None, batch_size=500):
-    """The evaluator of --dataset's test split and --classifier_dir's classifier (DataError, ClassifierError if not)."""
+    """The evaluator of the data flags' test split, with --classifier_dir's classifier (DataError, ClassifierError)."""
     return evaluate.load_evaluator(
-        flags.FLAGS.dataset,
+        datasets.DataSpec.of(flags.FLAGS),
         flags.FLAGS.classifier_dir,
-        flags.FLAGS.data_dir,
-        flags.FLAGS.raw_data_dir,
-        flags.FLAGS.download,
         batch_size=batch_size,
         precision_recall_k=precision_recall_k,
     )

@@ -52,9 +52,9 @@ FLAGS = flags.FLAGS
 
 def _stages():
     data_args = [f"--dataset={FLAGS.dataset}"]
-    data_args += [f"--{name}={FLAGS[name].value}" for name in ("data_dir", "raw_data_dir") if FLAGS[name].value]
-    if FLAGS.download:
-        data_args.append("--download")
+    names = ("image_size", "data_dir", "raw_data_dir")
+    data_args += [f"--{name}={FLAGS[name].value}" for name in names if FLAGS[name].value is not None]
+    data_args += [f"--{name}" for name in ("grayscale", "download") if FLAGS[name].value]
     try:
         students = pipeline.parse_named(FLAGS.students, "students")
         flagfiles = [("teacher", FLAGS.teacher_flagfile), *students]

@@ -3,10 +3,16 @@
 Inception-v3 features (the usual FID extractor) need a network download and
 know nothing of 28×28 grey clothes; a small CNN trained on the dataset itself
 is the standard stand-in (TF-GAN's `mnist_score` does the same for MNIST).
-One is trained per dataset, once, and cached as
-`<classifier_dir>/<dataset>/classifier.keras` with an `info.json` beside it, so
-that every later evaluation measures with the very same network: scores from
-different classifiers are not comparable.
+One is trained per dataset (and image size and channels), once, and cached as
+`<classifier_dir>/<DataSpec.key()>/classifier.keras` with an `info.json`
+beside it, so that every later evaluation measures with the very same
+network: scores from different classifiers are not comparable.
+
+It learns the dataset's labels. A dataset without labels (a folder without
+class subfolders, celeb_a) trains it on a task without labels instead:
+rotation prediction (which of 0°, 90°, 180°, 270° an image was turned by,
+Gidaris et al. 2018), whose features also have to describe the images'
+content; `info.json` says which (`task`), and so do the reports.
 """
 
 import datetime
@@ -88,6 +94,11 @@ class DomainClassifier:
             name="features_and_logits",
         )
 
+    def describe(self):
+        """What FID is computed on, for results: 'tf_gkd domain classifier of cifar10 (labels), `features` layer'."""
+        task = self.info.get("task", "labels")
+        return f"tf_gkd domain classifier of {self.info.get('dataset')} (trained on {task}), its `features` layer"
+
     def features_and_probs(self, images, batch_size=500):
         """Float images [N, H, W, C] in [-1, 1] → (features [N, F], probabilities [N, K]), float64.
 
@@ -120,21 +131,23 @@ def _load_cached(dataset, path, info_path):
     return DomainClassifier(model, info)
 
 
+def rotated(images):
+    """(images, labels): image i turned by (i mod 4)·90° counter-clockwise, labelled i mod 4."""
+    labels = np.arange(len(images), dtype=np.int64) % 4
+    turned = np.empty_like(images)
+    for k in range(4):
+        turned[labels == k] = np.rot90(images[labels == k], k, axes=(1, 2))
+    return turned, labels
+
+
 def load_or_train(
-    dataset,
-    classifier_dir="saved_models/classifiers",
-    data_dir=None,
-    raw_dir=None,
-    download=False,
-    epochs=DEFAULT_EPOCHS,
-    batch_size=DEFAULT_BATCH_SIZE,
-    seed=0,
+    spec, classifier_dir="saved_models/classifiers", epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, seed=0
 ):
-    """The cached domain classifier of `dataset`, trained on its train split and cached if missing.
+    """The cached domain classifier of the data of `spec` (a `DataSpec`), trained on its train split if missing.
 
     A cached classifier is always used as is (the training arguments only apply
     when there is none), so every evaluation in `classifier_dir` measures with
-    the same network. `raw_dir` defaults to the dataset's Debian location.
+    the same network.
 
     Returns:
       A `DomainClassifier`.
@@ -143,6 +156,7 @@ def load_or_train(
       ClassifierError: the cache exists but cannot be loaded.
       datasets.DataError: there is no cache and the data cannot be loaded.
     """
+    dataset = spec.key()
     directory = os.path.join(classifier_dir, dataset)
     path = os.path.join(directory, CLASSIFIER_FILE)
     info_path = os.path.join(directory, INFO_FILE)
@@ -153,10 +167,18 @@ def load_or_train(
         )
         return classifier
 
-    raw_dir = datasets.resolve_raw_dir(dataset, raw_dir)
-    train_images, train_labels = datasets.load_numpy(dataset, "train", data_dir, raw_dir, download)
-    test_images, test_labels = datasets.load_numpy(dataset, "test", data_dir, raw_dir, download)
-    logging.info("Training the %s domain classifier (%d epochs); it will be cached in %s.", dataset, epochs, directory)
+    train_images, train_labels = spec.load("train")
+    test_images, test_labels = spec.load("test")
+    task = "labels" if spec.label_names() else "rotation"
+    if task == "rotation":
+        (train_images, train_labels), (test_images, test_labels) = rotated(train_images), rotated(test_images)
+    logging.info(
+        "Training the %s domain classifier on %s (%d epochs); it will be cached in %s.",
+        dataset,
+        task,
+        epochs,
+        directory,
+    )
     start = time.perf_counter()
     model, accuracy = train_classifier(
         np.asarray(datasets.to_float(train_images)),
@@ -169,6 +191,7 @@ def load_or_train(
     )
     info = {
         "dataset": dataset,
+        "task": task,
         "test_accuracy": accuracy,
         "epochs": epochs,
         "batch_size": batch_size,

@@ -364,7 +364,7 @@ def _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, laten
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {p: importlib.metadata.version(p) for p in ("tensorflow", "keras")},
         "dataset": info.get("dataset"),
-        "extractor": f"tf_gkd domain classifier of {info.get('dataset')}, its `features` layer",
+        "extractor": evaluator.classifier.describe(),
         "classifier_test_accuracy": info.get("test_accuracy"),
         "real_split": evaluator.real_split,
         "num_real": evaluator.num_real,

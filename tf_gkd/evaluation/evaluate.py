@@ -138,24 +138,15 @@ class Evaluator:
         return result
 
 
-def load_evaluator(
-    dataset,
-    classifier_dir,
-    data_dir=None,
-    raw_data_dir=None,
-    download=False,
-    batch_size=500,
-    precision_recall_k=None,
-):
+def load_evaluator(spec, classifier_dir, batch_size=500, precision_recall_k=None):
     """The `Evaluator` of `dataset`'s test split with its cached domain classifier (trained once if missing).
 
     Raises:
       datasets.DataError: the data cannot be loaded.
       classifier_lib.ClassifierError: the cached classifier cannot be used.
     """
-    raw_dir = datasets.resolve_raw_dir(dataset, raw_data_dir)
-    test_images, _ = datasets.load_numpy(dataset, "test", data_dir, raw_dir, download)
-    classifier = classifier_lib.load_or_train(dataset, classifier_dir, data_dir, raw_dir, download)
+    test_images, _ = spec.load("test")
+    classifier = classifier_lib.load_or_train(spec, classifier_dir)
     return Evaluator(classifier, datasets.to_float(test_images).numpy(), "test", batch_size, precision_recall_k)
 
 

@@ -141,7 +141,8 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     if evaluator is not None:
         scores = evaluator.evaluate(generator, num_samples, seed, progress=False)
         report["fid_setup"] = {
-            "extractor": f"tf_gkd domain classifier (test accuracy {evaluator.classifier.info.get('test_accuracy')})",
+            "extractor": evaluator.classifier.describe(),
+            "classifier_test_accuracy": evaluator.classifier.info.get("test_accuracy"),
             "dataset": evaluator.classifier.info.get("dataset"),
             **{k: scores[k] for k in ("num_samples", "num_real", "real_split", "seed")},
         }

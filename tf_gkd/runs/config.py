@@ -117,8 +117,21 @@ class TrainConfig:
     )
     # Data.
     dataset: str = option(
-        "fashion_mnist", "Dataset (its tensorflow-datasets name).", choices=datasets.DATASETS, identity=MODELS
+        "fashion_mnist",
+        "Dataset: a tensorflow-datasets name (any with an image feature: mnist, fashion_mnist, cifar10, "
+        "svhn_cropped, celeb_a, ...) or folder:DIR (a directory of PNG/JPEG images, one level of class "
+        "subfolders giving labels).",
+        check=datasets.check_name,
+        identity=MODELS,
     )
+    image_size: int | None = option(
+        None,
+        "Side S of the S x S training images: centre-cropped and resized (default: the dataset's own size, when "
+        "its images share one square size).",
+        minimum=8,
+        identity=MODELS,
+    )
+    grayscale: bool = option(False, "Convert colour images to grey.", identity=MODELS)
     data_dir: str | None = option(None, "tensorflow-datasets data directory (default: tfds's own).")
     raw_data_dir: str | None = option(
         None,

@@ -84,11 +84,18 @@ def make_discriminator(config, image_shape):
 
 
 def load_split(config, split):
-    """(uint8 images, int64 labels) of a split of the config's dataset."""
-    raw_dir = datasets.resolve_raw_dir(config.dataset, config.raw_data_dir)
-    return datasets.load_numpy(
-        config.dataset, split, data_dir=config.data_dir, raw_dir=raw_dir, download=config.download
-    )
+    """(uint8 images [N, S, S, C], int64 labels) of a split of the config's data.
+
+    Raises:
+      DataError: the data cannot be loaded.
+      ConfigError: the network factory cannot build networks of the images' size.
+    """
+    spec = datasets.DataSpec.of(config)
+    try:
+        factory.stages(spec.image_shape())
+    except ValueError as e:
+        raise config_lib.ConfigError(f"{spec.name}: {e}", "image_size") from None
+    return spec.load(split)
 
 
 def build_gan(config, image_shape):
@@ -287,7 +294,7 @@ def _train_vae(config, workdir, images, labels, run_dir):
         test_images,
         test_labels,
         f"{config.dataset} test split",
-        label_names=datasets.label_names(config.dataset, config.data_dir),
+        label_names=datasets.DataSpec.of(config).label_names(),
     )
     return model
 
