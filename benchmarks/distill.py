@@ -96,17 +96,20 @@ def summarize(metrics, twins):
 
 
 def plot(table, path):
-    """Writes the size-vs-FID figure: each recipe's FID (mean ± std over seeds) against parameters."""
+    """Writes the size-vs-FID figure: each recipe's FID (mean ± std over seeds, and each seed) against parameters."""
     series = {}
     for name, r in table.items():
         if name != "teacher":
             recipe, _, size = name.rpartition(" ")
-            series.setdefault(recipe, []).append((r["params"], r["fid"]["mean"], r["fid"]["std"] or 0.0, size))
+            point = (r["params"], r["fid"]["mean"], r["fid"]["std"] or 0.0, size, tuple(r["fid"]["values"]))
+            series.setdefault(recipe, []).append(point)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for recipe, points in sorted(series.items()):
-        params, fid, std, sizes = zip(*sorted(points))
+        params, fid, std, sizes, values = zip(*sorted(points))
         label = {"student": "distilled (the flagfile's recipe)", "scratch": "from scratch (GAN, same steps)"}
-        ax.errorbar(params, fid, yerr=std, marker="o", capsize=3, label=label.get(recipe, recipe))
+        line = ax.errorbar(params, fid, yerr=std, marker="o", capsize=3, label=label.get(recipe, recipe))
+        seeds = [(x, v) for x, run_values in zip(params, values) for v in run_values]  # Each seed: a bimodal
+        ax.scatter(*zip(*seeds), s=10, color=line.lines[0].get_color(), alpha=0.5, zorder=3)  # outcome shows.
         for x, y, size in zip(params, fid, sizes):
             ax.annotate(size, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     teacher = table["teacher"]
