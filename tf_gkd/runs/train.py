@@ -72,6 +72,18 @@ def for_training(config, *networks):
     return tuple(None if network is None else fast.accelerate(network) for network in networks)
 
 
+def make_generator(config, image_shape, name="generator"):
+    """The generator of `config`'s generator_* options (and z_dim) for images of `image_shape`."""
+    return factory.make_generator(
+        config.generator_kind,
+        config.z_dim,
+        config.generator_width,
+        config.generator_depth,
+        name=name,
+        image_shape=image_shape,
+    )
+
+
 def make_discriminator(config, image_shape):
     """The discriminator of `config`'s discriminator_* options for images of `image_shape`."""
     return factory.make_discriminator(
@@ -101,9 +113,7 @@ def load_split(config, split):
 def build_gan(config, image_shape):
     """The GAN of `config` for images of `image_shape` (H, W, C), compiled."""
     keras.utils.set_random_seed(config.seed)
-    generator = factory.make_generator(
-        config.generator_kind, config.z_dim, config.generator_width, config.generator_depth, image_shape=image_shape
-    )
+    generator = make_generator(config, image_shape)
     discriminator = make_discriminator(config, image_shape)
     generator, discriminator = for_training(config, generator, discriminator)
     model = gan_lib.GAN(
@@ -132,14 +142,7 @@ def build_vae(config, image_shape):
     encoder = factory.make_encoder(
         config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth, image_shape=image_shape
     )
-    decoder = factory.make_generator(
-        config.generator_kind,
-        config.z_dim,
-        config.generator_width,
-        config.generator_depth,
-        name="decoder",
-        image_shape=image_shape,
-    )
+    decoder = make_generator(config, image_shape, name="decoder")
     encoder, decoder = for_training(config, encoder, decoder)
     model = vae_lib.VAE(
         encoder,
@@ -309,14 +312,7 @@ def build_distiller(config, teacher):
     """
     keras.utils.set_random_seed(config.seed)
     image_shape = model_io.image_shape(teacher.generator)
-    student = factory.make_generator(
-        config.generator_kind,
-        config.z_dim,
-        config.generator_width,
-        config.generator_depth,
-        name="student",
-        image_shape=image_shape,
-    )
+    student = make_generator(config, image_shape, name="student")
     if config.student_init == "teacher":
         narrow.narrow_from(teacher.generator, student)
     if config.offline_pairs:
