@@ -141,6 +141,27 @@ BASELINE = """--discriminator_kind=dense
 """
 
 
+def run_tiny_pipeline(workdir, tmp_path, *args):
+    """gkd-pipeline on the flagfiles teacher.cfg and student.cfg in `tmp_path`, exporting and scoring cheaply."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "tf_gkd.bin.pipeline",
+        f"--workdir={workdir}",
+        f"--classifier_dir={tmp_path / 'classifiers'}",
+        f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
+        f"--students=tiny={tmp_path / 'student.cfg'}",
+        "--export=tiny",
+        "--export_args=--skip_fid",
+        "--evaluate_args=--num_samples=40",
+        "--evaluate_args=--batch_size=20",
+        "--evaluate_args=--latency_batch_sizes=1",
+        "--evaluate_args=--latency_min_seconds=0.01",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end_then_skips_done_stages(tiny_data_dir, tmp_path):
     for name, text in (("teacher", TEACHER), ("student", STUDENT), ("baseline", BASELINE)):
@@ -152,25 +173,9 @@ def test_tiny_pipeline_end_to_end_then_skips_done_stages(tiny_data_dir, tmp_path
     workdir = tmp_path / "pipe"
 
     def gkd_pipeline(*args):
-        cmd = [
-            sys.executable,
-            "-m",
-            "tf_gkd.bin.pipeline",
-            f"--workdir={workdir}",
-            f"--data_dir={tiny_data_dir}",
-            f"--classifier_dir={tmp_path / 'classifiers'}",
-            f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
-            f"--students=tiny={tmp_path / 'student.cfg'}",
-            f"--baseline_flagfile={tmp_path / 'baseline.cfg'}",
-            "--export=tiny",
-            "--export_args=--skip_fid",
-            "--evaluate_args=--num_samples=40",
-            "--evaluate_args=--batch_size=20",
-            "--evaluate_args=--latency_batch_sizes=1",
-            "--evaluate_args=--latency_min_seconds=0.01",
-            *args,
-        ]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        return run_tiny_pipeline(
+            workdir, tmp_path, f"--data_dir={tiny_data_dir}", f"--baseline_flagfile={tmp_path / 'baseline.cfg'}", *args
+        )
 
     dry = gkd_pipeline("--dry_run")
     assert dry.returncode == 0, dry.stderr
@@ -202,25 +207,9 @@ def test_tiny_colour_pipeline_at_32x32x3(shapes_data_dir, tmp_path):
     (tmp_path / "student.cfg").write_text("--student_kind=conv4\n--student_width=0.05\n--adversarial_weight=0.5\n"
                                           "--discriminator_width=0.1\n" + TINY_RUN)  # fmt: skip
     workdir = tmp_path / "pipe"
-    cmd = [
-        sys.executable,
-        "-m",
-        "tf_gkd.bin.pipeline",
-        f"--workdir={workdir}",
-        "--dataset=gkd_shapes/tiny",
-        f"--data_dir={shapes_data_dir}",
-        f"--classifier_dir={tmp_path / 'classifiers'}",
-        f"--teacher_flagfile={tmp_path / 'teacher.cfg'}",
-        f"--students=tiny={tmp_path / 'student.cfg'}",
-        "--baseline_flagfile=",
-        "--export=tiny",
-        "--export_args=--skip_fid",
-        "--evaluate_args=--num_samples=40",
-        "--evaluate_args=--batch_size=20",
-        "--evaluate_args=--latency_batch_sizes=1",
-        "--evaluate_args=--latency_min_seconds=0.01",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = run_tiny_pipeline(
+        workdir, tmp_path, "--dataset=gkd_shapes/tiny", f"--data_dir={shapes_data_dir}", "--baseline_flagfile="
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for path in ("teacher/generator.keras", "students/tiny/student.keras"):
         assert model_io.image_shape(model_io.load_generator(str(workdir / path))) == (32, 32, 3)
