@@ -183,7 +183,7 @@ def test_a_teacher_breaking_the_generator_contract_is_named(tiny_data_dir, teach
     model_io.save_model_atomic(factory.make_discriminator("dense", width=0.1), str(teacher / "generator.keras"))
     result = gkd_distill(tmp_path / "student", tiny_data_dir, teacher, "--train_steps=10")
     assert result.returncode == 1
-    assert f"{teacher}/generator.keras: a generator takes one input z [N, z_dim]" in result.stderr
+    assert f"{teacher}/generator.keras: a generator takes z [N, z_dim]" in result.stderr
     assert not (tmp_path / "student").exists()
 
 

@@ -134,7 +134,7 @@ def test_pure_mimicry_reads_no_images():
     model = tiny_distiller()
     assert not model.uses_real_images
     size_only = {"batch": np.zeros((16, 0), np.float32)}
-    z, target = model._targets(size_only)
+    z, _, target = model._targets(size_only)
     assert z.shape == (16, Z_DIM)
     np.testing.assert_allclose(target, model.teacher(z), atol=1e-6)
     logs = fit(model, 3, size_only).history
@@ -153,7 +153,7 @@ def test_vae_teacher_posterior_latents():
     log_var.set_weights([np.zeros_like(log_var.kernel), np.full(Z_DIM, -20.0, np.float32)])
     model = tiny_distiller(teacher_encoder=encoder, posterior_fraction=0.5)
     encoder_before = [w.copy() for w in encoder.get_weights()]
-    z, target = model._targets({"real": tf.constant(REAL)})
+    z, _, target = model._targets({"real": tf.constant(REAL)})
     mean, _ = encoder(REAL)
     assert z.shape == (16, Z_DIM) and target.shape == (16, 28, 28, 1)
     # The first half of the batch comes from the posteriors of the real images, the rest from the prior.

@@ -169,7 +169,7 @@ def test_bad_entries_are_listed_as_failed_and_the_others_scored(written, runs):
     failed = {f["name"]: f["error"] for f in result["failed"]}
     assert set(failed) == {"corrupt", "classifier"}
     assert f"{root / 'corrupt.keras'} is not a valid .keras archive" in failed["corrupt"]
-    assert f"{root / 'classifier.keras'}: a generator takes one input z" in failed["classifier"]
+    assert f"{root / 'classifier.keras'}: a generator takes z [N, z_dim]" in failed["classifier"]
     markdown = (output_dir / "report.md").read_text()
     assert "## Failed" in markdown and str(root / "corrupt.keras") in markdown
 
@@ -183,6 +183,9 @@ def test_metrics_json_has_every_number_with_its_unit_and_settings(written):
     teacher, student, baseline, small_z = result["entries"]
     for entry in result["entries"]:
         for name in compare.QUALITY:
+            if name in compare.CLASS_QUALITY:  # Of class-conditional generators only.
+                assert name not in entry["quality"]
+                continue
             stats = entry["quality"][name]
             assert len(stats["values"]) == 2 and stats["std"] is not None and stats["unit"]
         for name in ("params", "macs", "keras_bytes"):
@@ -208,7 +211,7 @@ def test_fidelity_is_measured_on_the_same_latents(written):
     assert student["fidelity"]["ssim"]["mean"] < 1.0
     assert teacher["fidelity"] is None  # Not against itself.
     assert small_z["fidelity"] is None  # Another z_dim never sees the same z.
-    assert any("z_dim differs" in note for note in small_z["notes"])
+    assert any("z_dim or its classes differ" in note for note in small_z["notes"])
     grids = {e.name: e.grid for e in comparison.entries if e.ok}
     np.testing.assert_allclose(grids["student"], grids["teacher"] * 0.5, rtol=1e-6)
 

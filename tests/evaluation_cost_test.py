@@ -5,6 +5,7 @@ import json
 import keras
 import pytest
 
+from tf_gkd import contract
 from tf_gkd.evaluation import cost
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
@@ -47,7 +48,7 @@ def _write_export(directory, generator, params=None):
     directory.mkdir()
     report = {
         "params": model_io.count_params(generator) if params is None else params,
-        "z_dim": model_io.z_dim(generator),
+        "z_dim": contract.z_dim(generator),
         "tflite": {
             "int8": {
                 "size_bytes": 1234,

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from tf_gkd import contract
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
 
@@ -33,7 +34,7 @@ def test_round_trip_from_a_file_and_from_a_run_directory(saved_generator):
     for where in (path, path.parent):
         loaded = model_io.load_generator(str(where))
         np.testing.assert_array_equal(loaded(z), generator(z))
-        assert model_io.z_dim(loaded) == 8
+        assert contract.z_dim(loaded) == 8
 
 
 def test_count_params_counts_every_weight():
@@ -80,10 +81,11 @@ def _image_to_image(path, good):
     keras.Model(images, keras.layers.Activation("tanh")(images)).save(path)
 
 
-def _two_inputs(path, good):
-    z, labels = keras.Input((8,)), keras.Input((10,))
-    x = keras.layers.Dense(784)(keras.layers.Concatenate()([z, labels]))
-    keras.Model([z, labels], keras.layers.Reshape((28, 28, 1))(x)).save(path)
+def _three_inputs(path, good):
+    # Two inputs are a class-conditional generator's (z, label); a third is not in the contract.
+    z, labels, extra = keras.Input((8,)), keras.Input((10,)), keras.Input((3,))
+    x = keras.layers.Dense(784)(keras.layers.Concatenate()([z, labels, extra]))
+    keras.Model([z, labels, extra], keras.layers.Reshape((28, 28, 1))(x)).save(path)
 
 
 def _wrong_output(path, good):
@@ -103,8 +105,8 @@ def _two_channels(path, good):
         ("truncated.keras", _truncated, "not a valid .keras archive"),
         ("foreign.keras", _foreign_zip, "cannot be loaded as a Keras model"),
         ("generator.h5", _text, "not a .keras file"),
-        ("images.keras", _image_to_image, r"takes one input z \[N, z_dim\]"),
-        ("two_inputs.keras", _two_inputs, r"takes one input z \[N, z_dim\]"),
+        ("images.keras", _image_to_image, r"takes z \[N, z_dim\] \(and, class-conditional, a one-hot label"),
+        ("three_inputs.keras", _three_inputs, r"takes z \[N, z_dim\].*this model takes \[\(None, 8\), \(None, 10"),
         ("wrong_output.keras", _wrong_output, r"returns images \[N, S, S, 1 or 3\]; this model returns \[\(None, 10"),
         ("two_channels.keras", _two_channels, r"returns \[\(None, 28, 28, 2\)\] \(Images must be square, with 1"),
     ],
@@ -128,7 +130,7 @@ def test_missing_paths_are_named(tmp_path):
 def test_a_vae_run_directory_yields_its_decoder(tmp_path, saved_generator):
     shutil.copy(saved_generator[1], tmp_path / "decoder.keras")
     decoder = model_io.load_generator(str(tmp_path))
-    assert model_io.z_dim(decoder) == model_io.z_dim(saved_generator[0])
+    assert contract.z_dim(decoder) == contract.z_dim(saved_generator[0])
 
 
 def test_image_shape_is_read_off_the_generator():

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tf_gkd import pipeline
+from tf_gkd import contract, pipeline
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.networks import factory
 from tf_gkd.networks import io as model_io
@@ -201,26 +201,40 @@ def test_tiny_pipeline_end_to_end_then_skips_done_stages(tiny_data_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_tiny_colour_pipeline_at_32x32x3(shapes_data_dir, tmp_path):
+def test_tiny_colour_pipeline_at_32x32x3_class_conditional(shapes_data_dir, tmp_path):
     conv = "--generator_kind=conv\n--discriminator_kind=conv\n--generator_width=0.1\n--discriminator_width=0.1\n"
     (tmp_path / "teacher.cfg").write_text("--model=gan\n" + conv + TINY_RUN)
     (tmp_path / "student.cfg").write_text("--student_kind=conv4\n--student_width=0.05\n--adversarial_weight=0.5\n"
                                           "--discriminator_width=0.1\n" + TINY_RUN)  # fmt: skip
     workdir = tmp_path / "pipe"
     result = run_tiny_pipeline(
-        workdir, tmp_path, "--dataset=gkd_shapes/tiny", f"--data_dir={shapes_data_dir}", "--baseline_flagfile="
+        workdir,
+        tmp_path,
+        "--dataset=gkd_shapes/tiny",
+        f"--data_dir={shapes_data_dir}",
+        "--baseline_flagfile=",
+        "--train_args=--conditional",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for path in ("teacher/generator.keras", "students/tiny/student.keras"):
-        assert model_io.image_shape(model_io.load_generator(str(workdir / path))) == (32, 32, 3)
+        generator = model_io.load_generator(str(workdir / path))
+        assert model_io.image_shape(generator) == (32, 32, 3) and contract.num_classes(generator) == 10
     report = json.loads((workdir / "export" / "tiny" / "export_report.json").read_text())
-    assert "[N, 32, 32, 3]" in report["saved_model"]["signatures"]["serving_uint8"]
+    assert (
+        "label float32 [N, 10] (one-hot) -> images uint8 [N, 32, 32, 3]"
+        in (report["saved_model"]["signatures"]["serving_uint8"])
+    )
     assert set(report["tflite"]) == {"fp32", "fp16", "dynamic", "int8"}
-    for entry in report["tflite"].values():  # Each matched the Keras model on the verification latents.
+    for entry in report["tflite"].values():  # Each matched the Keras model on the verification inputs.
         assert entry["max_abs_diff"] <= entry["tolerance"]["max_abs_diff"]
+        assert entry["label_shape"] == [None, 10]
     metrics = json.loads((workdir / "report" / "metrics.json").read_text())
     assert {e["name"] for e in metrics["entries"]} == {"teacher", "tiny"}
-    assert all(e["quality"]["fid"]["mean"] >= 0 for e in metrics["entries"])
+    for entry in metrics["entries"]:
+        assert entry["quality"]["fid"]["mean"] >= 0 and 0 <= entry["quality"]["label_accuracy"]["mean"] <= 1
+        assert entry["quality"]["fid_class_worst"]["mean"] >= entry["quality"]["fid_class_mean"]["mean"]
+    assert "Class by class" in (workdir / "report" / "report.md").read_text()
+    assert (workdir / "report" / "classes.png").exists()  # One row per class of the teacher and the student.
     assert "gkd_shapes_tiny (trained on labels)" in metrics["settings"]["extractor"]
     # The domain classifier of the data was trained on its labels and cached under the data's key.
     info = json.loads((tmp_path / "classifiers" / "gkd_shapes_tiny" / "info.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from train_binary_test import gkd_train, latest_step
 
-from tf_gkd import rundir
+from tf_gkd import contract, rundir
 from tf_gkd.losses import vae as vae_losses
 from tf_gkd.models import vae as vae_lib
 from tf_gkd.networks import factory
@@ -246,7 +246,7 @@ def test_vae_run_directory(vae_2d_run):
 def test_saved_decoder_is_a_generator_giving_the_same_images(vae_2d_run):
     model, workdir = vae_2d_run
     decoder = model_io.load_generator(os.path.join(workdir, "decoder.keras"))  # Checks the generator contract.
-    assert model_io.z_dim(decoder) == 2
+    assert contract.z_dim(decoder) == 2
     z = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
     np.testing.assert_allclose(decoder(z), model.generate(z), atol=1e-6)
     encoder = keras.saving.load_model(os.path.join(workdir, "encoder.keras"), safe_mode=True)

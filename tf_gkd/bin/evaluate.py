@@ -29,7 +29,7 @@ import sys
 
 from absl import app, flags
 
-from tf_gkd import errors, files, rundir
+from tf_gkd import contract, errors, files, rundir
 from tf_gkd.bin import common, evaluator_flags
 from tf_gkd.evaluation import classifier as classifier_lib
 from tf_gkd.evaluation import compare, evaluate, report
@@ -103,7 +103,7 @@ def _score_one(path, seed):
         "extractor": evaluator.classifier.describe(),
         "features_layer": classifier_lib.FEATURES_LAYER,
         "classifier_test_accuracy": evaluator.classifier.info["test_accuracy"],
-        "z_dim": model_io.z_dim(generator),
+        "z_dim": contract.z_dim(generator),
         **scores,
     }
     files.write_json(result, output)
@@ -111,8 +111,10 @@ def _score_one(path, seed):
     print(f"{'generator':>18s}  {path}")
     print(f"{'extractor':>18s}  {result['extractor']} (test accuracy {result['classifier_test_accuracy']:.4f})")
     print(f"{'real split':>18s}  {FLAGS.dataset} test, {result['num_real']} images")
-    for key in ("fid", "kid", "kid_std", "classifier_score", "precision", "recall"):
-        print(f"{key:>18s}  {result[key]:.6g}")
+    quality = ("fid", "kid", "kid_std", "classifier_score", "precision", "recall")
+    for key in quality + ("label_accuracy", "fid_class_mean", "fid_class_worst"):
+        if key in result:
+            print(f"{key:>18s}  {result[key]:.6g}")
     for key in ("num_samples", "seed", "params"):
         print(f"{key:>18s}  {result[key]:d}")
     print(f"{'written to':>18s}  {output}")

@@ -25,11 +25,13 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
-from tf_gkd import rundir
+from tf_gkd import contract, rundir
 from tf_gkd.evaluation import cost, evaluate, metrics
 from tf_gkd.networks import io as model_io
 
-QUALITY = ("fid", "kid", "classifier_score", "precision", "recall")
+# What a class-conditional generator has besides (`evaluate.Evaluator.score_images`).
+CLASS_QUALITY = ("label_accuracy", "fid_class_mean", "fid_class_worst")
+QUALITY = ("fid", "kid", "classifier_score", "precision", "recall") + CLASS_QUALITY
 FIDELITY = ("psnr", "ssim")
 UNITS = {
     "fid": "Fréchet distance of domain-classifier features (lower is better)",
@@ -37,6 +39,9 @@ UNITS = {
     "classifier_score": "exp(E KL(p(y|x) ‖ p(y))), from 1 to the number of classes (higher is better)",
     "precision": "fraction of generated samples inside the real k-NN manifold (higher is better)",
     "recall": "fraction of real samples inside the generated k-NN manifold (higher is better)",
+    "label_accuracy": "class-conditional: fraction of samples the domain classifier sees as the class asked for",
+    "fid_class_mean": "class-conditional: FID of each class's samples against its real images, mean over classes",
+    "fid_class_worst": "class-conditional: the largest of the per-class FIDs",
     "psnr": "dB, against the teacher's image of the same z (higher is closer)",
     "ssim": "structural similarity to the teacher's image of the same z, 1 = identical",
     "params": "parameters",
@@ -241,7 +246,7 @@ def _measure_cost(entry, latency_batch_sizes, latency_min_seconds, exports_dir):
 
 def _score(entry, evaluator, seed, num_samples, teacher_images):
     images = evaluate.sample(entry.generator, num_samples, seed, evaluator.batch_size, progress=False)
-    scores = evaluator.score_images(images)
+    scores = evaluator.score_images(images, evaluate.sample_labels(entry.generator, num_samples))
     for key in QUALITY:
         if key in scores:
             entry.quality.setdefault(key, []).append(scores[key])
@@ -309,7 +314,9 @@ def compare(
             entry.fidelity = {}
             entry.notes.append("no PSNR/SSIM: the teacher failed")
         elif not entry.fidelity:
-            entry.notes.append("no PSNR/SSIM: its z_dim differs from the teacher's, so it never sees the same z")
+            entry.notes.append(
+                "no PSNR/SSIM: its z_dim or its classes differ from the teacher's, so it never sees the same inputs"
+            )
     settings = _settings(evaluator, teacher, seeds, num_samples, latency_batch_sizes, latency_min_seconds, exports_dir)
     scored_teacher = teacher if teacher is not None and teacher.ok else None
     return Comparison(entries=merge_runs(entries), teacher=scored_teacher, settings=settings)
@@ -349,7 +356,8 @@ def _same_latents(entry, teacher):
         teacher is not None
         and entry is not teacher
         and teacher.ok
-        and model_io.z_dim(entry.generator) == model_io.z_dim(teacher.generator)
+        and contract.z_dim(entry.generator) == contract.z_dim(teacher.generator)
+        and contract.num_classes(entry.generator) == contract.num_classes(teacher.generator)
     )
 
 

@@ -15,6 +15,7 @@ import os
 
 import tensorflow as tf
 
+from tf_gkd import contract
 from tf_gkd.export import runtime
 from tf_gkd.networks import io as model_io
 
@@ -36,10 +37,18 @@ def profile_float_ops(graph, op_types=None):
         logger.setLevel(level)
 
 
+def _traced(generator):
+    """`generator` as one tf.function of z; a class-conditional one is asked for classes 0, 1, ... in turn."""
+    k = contract.num_classes(generator)
+    if not k:
+        return tf.function(lambda z: generator(z, training=False))
+    return tf.function(lambda z: generator([z, tf.one_hot(tf.range(tf.shape(z)[0]) % k, k)], training=False))
+
+
 def count_macs(generator):
     """Multiply-accumulates of the linear layers of `generator` for one image (see the module docstring)."""
-    spec = tf.TensorSpec([1, model_io.z_dim(generator)], tf.float32)
-    graph = tf.function(lambda z: generator(z, training=False)).get_concrete_function(spec).graph
+    spec = tf.TensorSpec([1, contract.z_dim(generator)], tf.float32)
+    graph = _traced(generator).get_concrete_function(spec).graph
     return int(profile_float_ops(graph, _LINEAR_OPS).total_float_ops) // 2
 
 
@@ -50,8 +59,8 @@ class _CompiledGenerator:
     """
 
     def __init__(self, generator):
-        self.z_dim = model_io.z_dim(generator)
-        self._call = tf.function(lambda z: generator(z, training=False))
+        self.z_dim = contract.z_dim(generator)
+        self._call = _traced(generator)
 
     def __call__(self, z):
         return self._call(tf.constant(z)).numpy()
@@ -83,7 +92,7 @@ def read_export(export_dir, generator):
         return None, None
     with open(path) as f:
         report = json.load(f)
-    mine = {"params": model_io.count_params(generator), "z_dim": model_io.z_dim(generator)}
+    mine = {"params": model_io.count_params(generator), "z_dim": contract.z_dim(generator)}
     theirs = {key: report.get(key) for key in mine}
     if theirs != mine:
         return None, f"{path} is the export of another generator ({theirs}, not {mine}): ignored"

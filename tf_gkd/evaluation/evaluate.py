@@ -8,6 +8,12 @@ activations (and their manifold) once, so scoring several generators (a teacher 
 costs one sampling and one classifier pass per generator. Latents are drawn
 from a NumPy generator seeded with `seed`: every generator evaluated with the
 same seed and z_dim sees exactly the same z.
+
+A class-conditional generator is asked for a class-balanced sample
+(`contract.class_labels`): its FID is over all classes, and the result adds
+its label accuracy (how often the domain classifier, trained on the data's
+labels, sees the class that was asked for) and its FID class by class,
+against the real images of that class (mean and worst class).
 """
 
 import numpy as np
@@ -31,8 +37,20 @@ class NonFiniteSamplesError(errors.Error, ValueError):
     """A generator produced NaN or Inf, which no metric can score."""
 
 
+class ClassLabelError(errors.Error, ValueError):
+    """A class-conditional generator cannot be scored class by class against this data and classifier."""
+
+
+def sample_labels(generator, num_samples):
+    """The labels `sample` asks a class-conditional generator for (None for an unconditional one)."""
+    k = contract.num_classes(generator)
+    return contract.class_labels(num_samples, k) if k else None
+
+
 def sample(generator, num_samples, seed=0, batch_size=500, progress=True):
     """Float32 images [num_samples, H, W, C] of `generator` for z ~ N(0, I) drawn with `seed`.
+
+    A class-conditional generator makes them of the classes `sample_labels`.
 
     Shows a progress bar (on stderr) when `progress` is set and there are
     enough batches for it to matter.
@@ -44,15 +62,16 @@ def sample(generator, num_samples, seed=0, batch_size=500, progress=True):
         raise ValueError(
             f"num_samples and batch_size must be >= 1. Received: num_samples={num_samples}, batch_size={batch_size}"
         )
-    z = contract.latents(num_samples, model_io.z_dim(generator), seed)
+    z = contract.latents(num_samples, contract.z_dim(generator), seed)
+    labels = sample_labels(generator, num_samples)
     starts = range(0, num_samples, batch_size)
     disable = not progress or len(starts) < _PROGRESS_MIN_BATCHES
-    images = np.concatenate(
-        [
-            np.asarray(generator(z[start : start + batch_size], training=False), np.float32)
-            for start in tqdm.tqdm(starts, desc="generating", unit="batch", disable=disable, leave=False)
-        ]
-    )
+    batches = []
+    for start in tqdm.tqdm(starts, desc="generating", unit="batch", disable=disable, leave=False):
+        end = start + batch_size
+        inputs = contract.generator_inputs(generator, z[start:end], None if labels is None else labels[start:end])
+        batches.append(np.asarray(generator(inputs, training=False), np.float32))
+    images = np.concatenate(batches)
     if not np.all(np.isfinite(images)):
         raise NonFiniteSamplesError(f"Generator {generator.name!r} produced NaN or Inf images: it cannot be scored.")
     return images
@@ -69,9 +88,13 @@ class Evaluator:
       precision_recall_k: k of the k-NN manifolds of precision and recall
         (Kynkäänniemi et al. use 3); None leaves them out, saving their k-NN
         distances (seconds per 10,000 samples on 2 CPU cores).
+      real_labels: int labels [N] of `real_images`, which class-conditional
+        generators are scored class by class against (None: the data has none).
     """
 
-    def __init__(self, classifier, real_images, real_split="test", batch_size=500, precision_recall_k=None):
+    def __init__(
+        self, classifier, real_images, real_split="test", batch_size=500, precision_recall_k=None, real_labels=None
+    ):
         if len(real_images) < 2:
             raise ValueError(f"FID and KID need at least 2 real images. Received: {len(real_images)}.")
         self.image_shape = tuple(real_images.shape[1:])
@@ -85,19 +108,35 @@ class Evaluator:
         self.batch_size = batch_size
         self.num_real = len(real_images)
         self.real_features, _ = classifier.features_and_probs(real_images, batch_size)
+        self.real_labels = None if real_labels is None else np.asarray(real_labels)
         self.precision_recall_k = precision_recall_k
         self.real_manifold = None
         if precision_recall_k is not None:
             self.real_manifold = metrics.Manifold(self.real_features, precision_recall_k)
 
-    def score_images(self, images):
-        """Scores float images [N >= 2, H, W, C] in [-1, 1] against the real split.
+    def check_classes(self, num_classes):
+        """Raises ClassLabelError unless images of `num_classes` classes can be scored class by class here."""
+        classes = int(self.classifier.model.outputs[0].shape[-1])
+        task = self.classifier.info.get("task", "labels")
+        if self.real_labels is None or task != "labels" or classes != num_classes:
+            raise ClassLabelError(
+                f"A class-conditional generator of {num_classes} classes is scored against the data's labels, and "
+                f"here the domain classifier ({self.classifier.describe()}) has {classes} outputs"
+                + ("" if self.real_labels is not None else " and the real images have no labels")
+                + ": score it against the labelled data it was trained on."
+            )
+
+    def score_images(self, images, labels=None):
+        """Scores float images [N >= 2, H, W, C] in [-1, 1] (of classes `labels`, if given) against the real split.
 
         Returns:
           A dict: `fid`, `kid` (mean over subsets), `kid_std`,
           `classifier_score`, `num_samples` (N), `num_real`, `real_split`;
           with `precision_recall_k`, also `precision`, `recall` and
-          `precision_recall_k`.
+          `precision_recall_k`; with `labels`, also `label_accuracy` (the
+          classifier's agreement with them), `fid_per_class` (each class's
+          samples against the real images of that class), `fid_class_mean`
+          and `fid_class_worst`.
         """
         if len(images) < 2:
             raise ValueError(f"FID and KID need at least 2 samples. Received: {len(images)}.")
@@ -121,6 +160,26 @@ class Evaluator:
         if self.real_manifold is not None:
             precision, recall = metrics.precision_recall(self.real_manifold, features)
             result.update(precision=precision, recall=recall, precision_recall_k=self.precision_recall_k)
+        if labels is not None:
+            labels = np.asarray(labels)
+            num_classes = probs.shape[1]
+            self.check_classes(num_classes)
+            for c in range(num_classes):
+                if min(np.sum(labels == c), np.sum(self.real_labels == c)) < 2:
+                    raise ClassLabelError(
+                        f"Class {c} has {np.sum(labels == c)} samples and {np.sum(self.real_labels == c)} real "
+                        f"images: its FID needs at least 2 of each (more samples: --num_samples >= {2 * num_classes})."
+                    )
+            per_class = [
+                metrics.frechet_distance(features[labels == c], self.real_features[self.real_labels == c])
+                for c in range(num_classes)
+            ]
+            result.update(
+                label_accuracy=float(np.mean(np.argmax(probs, axis=1) == labels)),
+                fid_per_class=per_class,
+                fid_class_mean=float(np.mean(per_class)),
+                fid_class_worst=float(np.max(per_class)),
+            )
         return result
 
     def evaluate(self, generator, num_samples=10_000, seed=0, progress=True):
@@ -132,8 +191,11 @@ class Evaluator:
                 f"{contract.describe(self.image_shape)}: score it against the data it was trained on (its "
                 "--dataset, --image_size and --grayscale)."
             )
+        labels = sample_labels(generator, num_samples)
+        if labels is not None:
+            self.check_classes(contract.num_classes(generator))
         images = sample(generator, num_samples, seed, self.batch_size, progress)
-        result = self.score_images(images)
+        result = self.score_images(images, labels)
         result.update(params=model_io.count_params(generator), seed=seed)
         return result
 
@@ -145,9 +207,12 @@ def load_evaluator(spec, classifier_dir, batch_size=500, precision_recall_k=None
       datasets.DataError: the data cannot be loaded.
       classifier_lib.ClassifierError: the cached classifier cannot be used.
     """
-    test_images, _ = spec.load("test")
+    test_images, test_labels = spec.load("test")
     classifier = classifier_lib.load_or_train(spec, classifier_dir)
-    return Evaluator(classifier, datasets.to_float(test_images).numpy(), "test", batch_size, precision_recall_k)
+    real_labels = test_labels if spec.label_names() is not None else None
+    return Evaluator(
+        classifier, datasets.to_float(test_images).numpy(), "test", batch_size, precision_recall_k, real_labels
+    )
 
 
 def evaluate_generator(generator, classifier, real_images_float, num_samples=10_000, batch_size=500, seed=0):

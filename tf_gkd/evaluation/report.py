@@ -4,6 +4,7 @@
   metrics.json          every number with its unit, and the settings it was measured with
   report.md             cost and quality tables (ratios to the teacher), failures, the figures
   samples.png           the same latents through the teacher and every other generator, one row each
+  classes.png           class-conditional generators: one row per class, the same latents in every row
   pareto_size.png       FID against parameters
   pareto_latency.png    FID against Keras latency per image at the smallest batch size
   training_curves.png   the runs' train/* scalars, read back from their TensorBoard events
@@ -21,18 +22,30 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp
 
-from tf_gkd import files
+from tf_gkd import contract, files
 from tf_gkd import images as image_utils
 from tf_gkd.evaluation import compare
-from tf_gkd.networks import io as model_io
 
+# Latents per row of classes.png.
+CLASS_GRID_LATENTS = 8
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 TENSORBOARD_DIR = "tb"
 HPARAMS_DIR = "hparams"  # In TENSORBOARD_DIR: one run per entry, for TensorBoard's HParams tab.
 # How each role is drawn in the Pareto plots (the teacher is also a horizontal reference line).
 _MARKERS = {"teacher": ("*", "C3"), "student": ("o", "C0"), "baseline": ("s", "C1"), "generator": ("^", "C2")}
-_DECIMALS = {"fid": 2, "kid": 3, "classifier_score": 2, "precision": 3, "recall": 3, "psnr": 2, "ssim": 3}
+_DECIMALS = {
+    "fid": 2,
+    "kid": 3,
+    "classifier_score": 2,
+    "precision": 3,
+    "recall": 3,
+    "label_accuracy": 3,
+    "fid_class_mean": 2,
+    "fid_class_worst": 2,
+    "psnr": 2,
+    "ssim": 3,
+}
 
 
 def _valued(value, unit):
@@ -73,7 +86,7 @@ def to_json(comparison):
                 "role": entry.role,
                 "path": os.path.abspath(entry.path),
                 "file": os.path.abspath(entry.file),
-                "z_dim": model_io.z_dim(entry.generator),
+                "z_dim": contract.z_dim(entry.generator),
                 "runs": [os.path.abspath(path) for path in entry.runs] or None,
                 "quality": {k: {**compare.summary(v), "unit": compare.UNITS[k]} for k, v in entry.quality.items()},
                 "fidelity": {k: {**compare.summary(v), "unit": compare.UNITS[k]} for k, v in entry.fidelity.items()}
@@ -174,6 +187,20 @@ def to_markdown(comparison, figures):
         for e in ok
     ]
     lines += _table(header, rows)
+    conditional = [e for e in ok if "label_accuracy" in e.quality]
+    if conditional:
+        lines += ["", "### Class by class (class-conditional generators)", ""]
+        header = ["model", "label accuracy", "per-class FID, mean", "per-class FID, worst class"]
+        rows = [
+            [_label(e)] + [mean_std(e.quality.get(k), _DECIMALS[k]) for k in compare.CLASS_QUALITY] for e in conditional
+        ]
+        lines += _table(header, rows)
+        lines += [
+            "",
+            "Each generator was asked for every class equally often; label accuracy is how often the domain "
+            "classifier sees the class asked for, and each class's FID compares its samples with the real images "
+            "of that class.",
+        ]
     exported = [e for e in ok if e.tflite]
     if exported:
         lines += ["", "## TFLite (from each gkd-export report, LiteRT)", ""]
@@ -294,6 +321,17 @@ def curves_plot(entries, path=None):
     return image_utils.figure_rgb(fig, path)
 
 
+def class_rows(generators, seed, num=CLASS_GRID_LATENTS):
+    """(label, images) rows of class-conditional `generators` ([(name, model)]): each class of each, same z."""
+    rows = []
+    for name, generator in generators:
+        z = contract.latents(num, contract.z_dim(generator), seed)
+        for c in range(contract.num_classes(generator)):
+            inputs = contract.generator_inputs(generator, z, np.full(num, c))
+            rows.append((f"{name}, class {c}", np.asarray(generator(inputs, training=False))))
+    return rows
+
+
 def _figures(comparison, output_dir):
     """Writes the PNG figures; returns {name: (caption, RGB array)}."""
     ok = [e for e in comparison.entries if e.ok and e.grid is not None]
@@ -306,12 +344,20 @@ def _figures(comparison, output_dir):
 
     if ok:
         seed = comparison.settings["seeds"][0]
-        rows = [(e.name, e.grid) for e in sorted(ok, key=lambda e: e is not comparison.teacher)]  # Teacher on top.
+        ordered = sorted(ok, key=lambda e: e is not comparison.teacher)  # Teacher on top.
+        rows = [(e.name, e.grid) for e in ordered]
         add(
             "samples",
             f"The same latents (seed {seed}) through the teacher and every other generator, one row each",
             image_utils.rows_plot(rows, os.path.join(output_dir, "samples.png")),
         )
+        conditional = [(e.name, e.generator) for e in ordered if contract.num_classes(e.generator)]
+        if conditional:
+            add(
+                "classes",
+                f"Class-conditional generators: one row per class, the same latents (seed {seed}) in every row",
+                image_utils.rows_plot(class_rows(conditional, seed), os.path.join(output_dir, "classes.png")),
+            )
         add(
             "pareto_size",
             "FID against parameters",

@@ -36,8 +36,12 @@ LATENCY_BATCH_SIZES = (1, 64)
 LATENCY_THREADS = 1
 # Each latency is the median of the calls made in at least this time (see runtime.latency_ms_per_image).
 LATENCY_MIN_SECONDS = 0.5
-# What of an `Evaluator` score goes into the report.
-_SCORES = ("fid", "kid", "kid_std", "classifier_score")
+# What of an `Evaluator` score goes into the report (the last three: class-conditional generators').
+_SCORES = ("fid", "kid", "kid_std", "classifier_score", "label_accuracy", "fid_class_mean", "fid_class_worst")
+
+
+def _scores(scores):
+    return {k: scores[k] for k in _SCORES if k in scores}
 
 
 def check_destination(export_dir, overwrite):
@@ -69,7 +73,9 @@ def _versions():
     return {p: importlib.metadata.version(p) for p in ("tensorflow", "keras", "ai-edge-litert")}
 
 
-def _write_tflite(directory, saved_model, variant, batch_size, z, reference, evaluator, num_samples, seed, target):
+def _write_tflite(
+    directory, saved_model, variant, batch_size, z, labels, num_classes, reference, evaluator, num_samples, seed, target
+):
     """Converts, writes and verifies one TFLite file.
 
     Returns:
@@ -80,7 +86,7 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
     file = tflite.tflite_file(variant, batch_size)
     path = os.path.join(directory, file)
     with open(path, "wb") as f:
-        f.write(tflite.convert(saved_model, variant, z_dim, batch_size))
+        f.write(tflite.convert(saved_model, variant, z_dim, batch_size, num_classes))
     operators = opversions.report(path)
     needs = operators["min_runtime"]
     if target is not None and not opversions.loads_on(needs["version"], target):
@@ -93,8 +99,9 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
         "file": file,
         "variant": variant,
         "input_shape": [batch_size, z_dim],  # None (null): any batch size.
+        **({"label_shape": [batch_size, num_classes]} if num_classes else {}),
         "size_bytes": os.path.getsize(path),
-        **tflite.verify(path, variant, z, reference),
+        **tflite.verify(path, variant, z, reference, labels),
         "tolerance": tflite.TOLERANCES[variant],
         "ops": sorted(operators["op_versions"]),
         **operators,
@@ -109,33 +116,37 @@ def _write_tflite(directory, saved_model, variant, batch_size, z, reference, eva
     entry["latency_threads"] = LATENCY_THREADS
     if evaluator is not None:
         # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
-        images = model_tflite.generate(contract.latents(num_samples, z_dim, seed))
-        scores = evaluator.score_images(images)
-        entry.update({k: scores[k] for k in _SCORES})
+        sample_labels = None if labels is None else contract.class_labels(num_samples, num_classes)
+        images = model_tflite.generate(contract.latents(num_samples, z_dim, seed), sample_labels)
+        entry.update(_scores(evaluator.score_images(images, sample_labels)))
     return entry, None
 
 
 def _write_files(generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch, target_runtime):
     """Writes and verifies every file in `directory`; returns the report (also written there)."""
-    z_dim = model_io.z_dim(generator)
+    z_dim, num_classes = contract.z_dim(generator), contract.num_classes(generator)
     model = tflite.float32_copy(generator)
     z = contract.latents(VERIFY_SAMPLES, z_dim, VERIFY_SEED)
-    reference = np.asarray(model(z, training=False))
+    labels = contract.class_labels(VERIFY_SAMPLES, num_classes) if num_classes else None
+    inputs = contract.generator_inputs(model, z, labels)
+    reference = np.asarray(model(inputs, training=False))
     report = {
         "name": name,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "z_dim": z_dim,
+        "num_classes": num_classes,
         "params": model_io.count_params(generator),
         "verification": {
             "num_latents": VERIFY_SAMPLES,
             "seed": VERIFY_SEED,
             "reference": "the Keras generator in float32",
+            "labels": "classes 0, 1, ... in turn" if num_classes else None,
         },
         # A mixed-precision generator is exported in float32: how far that is from the model as trained.
         "keras": {
             "dtype_policies": sorted({layer.dtype_policy.name for layer in generator.layers}),
-            "float32_copy": tflite.differences(reference, generator(z, training=False)),
+            "float32_copy": tflite.differences(reference, generator(inputs, training=False)),
         },
     }
     if evaluator is not None:
@@ -146,19 +157,20 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
             "dataset": evaluator.classifier.info.get("dataset"),
             **{k: scores[k] for k in ("num_samples", "num_real", "real_split", "seed")},
         }
-        report["keras"].update({k: scores[k] for k in _SCORES})
+        report["keras"].update(_scores(scores))
 
     saved_model = os.path.join(directory, tflite.SAVED_MODEL_DIR)
     tflite.write_saved_model(model, saved_model)
     shape = ", ".join(str(d) for d in model_io.image_shape(model))
+    takes = f"z float32 [N, {z_dim}]" + (f", label float32 [N, {num_classes}] (one-hot)" if num_classes else "")
     report["saved_model"] = {
         "path": tflite.SAVED_MODEL_DIR,
         "size_bytes": _dir_size(saved_model),
         "signatures": {
-            tflite.FLOAT_SIGNATURE: f"z float32 [N, z_dim] -> images float32 [N, {shape}] in [-1, 1]",
-            tflite.UINT8_SIGNATURE: f"z float32 [N, z_dim] -> images uint8 [N, {shape}] in [0, 255]",
+            tflite.FLOAT_SIGNATURE: f"{takes} -> images float32 [N, {shape}] in [-1, 1]",
+            tflite.UINT8_SIGNATURE: f"{takes} -> images uint8 [N, {shape}] in [0, 255]",
         },
-        **tflite.check_saved_model(saved_model, z, reference),
+        **tflite.check_saved_model(saved_model, z, reference, labels, num_classes),
     }
 
     report["tflite"], report["sha256"] = {}, {}
@@ -178,7 +190,18 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     for variant in variants:
         for batch_size, source in saved_models.items():
             entry, why = _write_tflite(
-                directory, source, variant, batch_size, z, reference, evaluator, num_samples, seed, target_runtime
+                directory,
+                source,
+                variant,
+                batch_size,
+                z,
+                labels,
+                num_classes,
+                reference,
+                evaluator,
+                num_samples,
+                seed,
+                target_runtime,
             )
             if entry is None:
                 report["left_out"][tflite.tflite_file(variant, batch_size)] = why
@@ -228,7 +251,7 @@ def export_generator(
     """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
 
     Args:
-      generator: a Keras generator z [N, z_dim] → images [N, H, W, C] in [-1, 1].
+      generator: a Keras generator z [N, z_dim] (, one-hot label [N, K]) → images [N, H, W, C] in [-1, 1].
       export_dir: the destination directory.
       name: the export's name, written into the report.
       variants: TFLite variants, a subset of `tflite.VARIANTS`.

@@ -17,6 +17,10 @@ Variants (all with TFLite builtin operators only, no Flex/SELECT_TF_OPS):
   to the network): the app feeds z and reads images exactly as with the
   other variants.
 
+A class-conditional generator's files take a second input, `label`, one-hot
+float32 [N, K] (no ONE_HOT or embedding operator inside, so the quantised
+files run on old runtimes too); the int8 calibration asks for every class in turn.
+
 Every variant is written without the strings that nothing reads at run time
 (`strip_unused`); the converter's conversion metadata is left out too.
 
@@ -37,11 +41,10 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 from tf_gkd import contract, errors
 from tf_gkd.export import runtime
-from tf_gkd.networks import io as model_io
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 SAVED_MODEL_DIR = "saved_model"
-# Signature names of the SavedModel; both take `z` and return `images`.
+# Signature names of the SavedModel; both take `z` (and `label`, class-conditional) and return `images`.
 FLOAT_SIGNATURE = "serving_default"
 UINT8_SIGNATURE = "serving_uint8"
 
@@ -106,46 +109,64 @@ def write_saved_model(generator, directory, batch_size=None):
 
     `serving_default`: z float32 [N, z_dim] → {"images": float32 [N, H, W, C] in [-1, 1]};
     `serving_uint8`: the same z → {"images": uint8 [N, H, W, C] in [0, 255]}, ready to display.
+    A class-conditional generator's signatures take `label` float32 [N, K] (one-hot) too.
     N is any batch size, or `batch_size` for signatures of that static shape.
     """
     check_batch_size(batch_size)
     archive = keras.export.ExportArchive()
     archive.track(generator)
-    spec = [tf.TensorSpec([batch_size, model_io.z_dim(generator)], tf.float32, name="z")]
+    k = contract.num_classes(generator)
+    spec = [tf.TensorSpec([batch_size, contract.z_dim(generator)], tf.float32, name="z")]
+    if k:
+        spec.append(tf.TensorSpec([batch_size, k], tf.float32, name="label"))
 
-    @tf.function(input_signature=spec)
-    def images(z):
-        return {"images": generator(z, training=False)}
+        @tf.function(input_signature=spec)
+        def images(z, label):
+            return {"images": generator([z, label], training=False)}
 
-    @tf.function(input_signature=spec)
-    def images_uint8(z):
-        return {"images": to_uint8_images(generator(z, training=False))}
+        @tf.function(input_signature=spec)
+        def images_uint8(z, label):
+            return {"images": to_uint8_images(generator([z, label], training=False))}
+
+    else:
+
+        @tf.function(input_signature=spec)
+        def images(z):
+            return {"images": generator(z, training=False)}
+
+        @tf.function(input_signature=spec)
+        def images_uint8(z):
+            return {"images": to_uint8_images(generator(z, training=False))}
 
     archive.add_endpoint(FLOAT_SIGNATURE, images)
     archive.add_endpoint(UINT8_SIGNATURE, images_uint8)
     archive.write_out(directory, verbose=False)
 
 
-def calibration_batches(z_dim, batch_size=None):
-    """The batches of latents the int8 variant's activation ranges are calibrated on.
+def calibration_batches(z_dim, batch_size=None, num_classes=0):
+    """The batches of inputs the int8 variant's activation ranges are calibrated on: [{"z": z, ("label": one-hot)}].
 
     `CALIBRATION_SAMPLES` latents in batches of `CALIBRATION_BATCH`; for a fixed
     `batch_size`, in batches of that size, the last one completed with the next
     latents of the same seed (so a batch size that divides `CALIBRATION_SAMPLES`
-    calibrates on exactly the latents of the dynamic-batch file).
+    calibrates on exactly the latents of the dynamic-batch file). A
+    class-conditional generator (`num_classes` > 0) is asked for every class in turn.
     """
     batch = CALIBRATION_BATCH if batch_size is None else batch_size
     num = -(-CALIBRATION_SAMPLES // batch) * batch
-    z = contract.latents(num, z_dim, CALIBRATION_SEED)
-    return [z[start : start + batch] for start in range(0, num, batch)]
+    inputs = {"z": contract.latents(num, z_dim, CALIBRATION_SEED)}
+    if num_classes:
+        inputs["label"] = contract.one_hot(contract.class_labels(num, num_classes), num_classes)
+    return [{name: x[start : start + batch] for name, x in inputs.items()} for start in range(0, num, batch)]
 
 
-def convert(saved_model_dir, variant, z_dim, batch_size=None):
+def convert(saved_model_dir, variant, z_dim, batch_size=None, num_classes=0):
     """The `.tflite` bytes of `variant` (one of VARIANTS) of the SavedModel's float signature.
 
-    `z_dim` is the generator's latent size, for the int8 variant's calibration
-    latents; `batch_size` the static batch of a SavedModel written with one
-    (`write_saved_model`), which the calibration batches must have.
+    `z_dim` and `num_classes` are the generator's latent size and classes
+    (0: unconditional), for the int8 variant's calibration inputs; `batch_size`
+    the static batch of a SavedModel written with one (`write_saved_model`),
+    which the calibration batches must have.
 
     Raises:
       ExportError: the converter fails, e.g. because the model needs operators
@@ -168,8 +189,9 @@ def convert(saved_model_dir, variant, z_dim, batch_size=None):
         # the same (docs/results.md#dynamic-range-dense-weights-per-tensor).
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if variant == "int8":
-        batches = calibration_batches(z_dim, batch_size)
-        converter.representative_dataset = lambda: ([z] for z in batches)
+        batches = calibration_batches(z_dim, batch_size, num_classes)
+        # Inputs by their signature names: the converter may order a signature's inputs its own way.
+        converter.representative_dataset = lambda: iter(batches)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Per-channel scales cost 12 bytes per output channel (a float32 scale and an int64 zero
         # point, twice: weights and bias), a large share of a small generator's int8 file, while
@@ -226,8 +248,8 @@ def over_tolerance(diffs, variant):
     return {k: v for k, v in diffs.items() if not v <= TOLERANCES[variant][k]}  # `not <=`: NaN fails too.
 
 
-def verify(path, variant, z, reference):
-    """Runs the `.tflite` file on `z` with LiteRT and checks it against Keras's images `reference`.
+def verify(path, variant, z, reference, labels=None):
+    """Runs the `.tflite` file on `z` (and int `labels`) with LiteRT and checks it against Keras's `reference`.
 
     Returns:
       `differences` of its images from `reference`.
@@ -236,7 +258,7 @@ def verify(path, variant, z, reference):
       runtime.TFLiteLoadError: the file cannot be loaded (truncated, corrupt, not a generator).
       ExportError: a difference exceeds the variant's `TOLERANCES` (or is NaN).
     """
-    diffs = differences(runtime.TFLiteGenerator(path)(z), reference)
+    diffs = differences(runtime.TFLiteGenerator(path)(z, labels), reference)
     over = over_tolerance(diffs, variant)
     if over:
         found = ", ".join(f"{k} {v:.3g} > {TOLERANCES[variant][k]:g}" for k, v in over.items())
@@ -247,8 +269,10 @@ def verify(path, variant, z, reference):
     return diffs
 
 
-def check_saved_model(directory, z, reference):
+def check_saved_model(directory, z, reference, labels=None, num_classes=0):
     """Loads the SavedModel and checks both signatures against Keras's images `reference` for `z`.
+
+    A class-conditional generator's (of `num_classes`) are checked on int `labels` too.
 
     Returns:
       `differences` of the float signature's images from `reference`.
@@ -258,8 +282,11 @@ def check_saved_model(directory, z, reference):
         uint8 images by more than one grey level from `reference` rounded.
     """
     signatures = tf.saved_model.load(directory).signatures
-    diffs = differences(signatures[FLOAT_SIGNATURE](z=tf.constant(z))["images"], reference)
-    uint8 = signatures[UINT8_SIGNATURE](z=tf.constant(z))["images"]
+    inputs = {"z": tf.constant(z)}
+    if num_classes:
+        inputs["label"] = tf.constant(contract.one_hot(labels, num_classes))
+    diffs = differences(signatures[FLOAT_SIGNATURE](**inputs)["images"], reference)
+    uint8 = signatures[UINT8_SIGNATURE](**inputs)["images"]
     # One grey level of slack: a float difference of 1e-7 can tip a pixel over a rounding boundary.
     uint8_diff = int(np.abs(uint8.numpy().astype(np.int32) - to_uint8_images(reference).numpy()).max())
     if uint8.dtype != tf.uint8 or uint8_diff > 1 or not diffs["max_abs_diff"] <= TOLERANCES["fp32"]["max_abs_diff"]:

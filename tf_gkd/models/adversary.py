@@ -5,12 +5,16 @@ adversarial or a feature term, and none for pure mimicry. The adversary
 trains its discriminator against real images (`train_step`), and gives the
 generator side its terms: the generator loss of the discriminator's logits,
 and the discriminator's `features` activations for feature-level losses.
+A class-conditional discriminator (`factory.make_discriminator(num_classes=K)`)
+takes the one-hot labels of each batch too: every method takes them, None
+for an unconditional one.
 """
 
 import keras
 import tensorflow as tf
 
 from tf_gkd import distribute
+from tf_gkd.contract import conditioned
 from tf_gkd.losses import gan as gan_losses
 from tf_gkd.networks import factory
 
@@ -54,35 +58,47 @@ class Adversary:
     def compile(self, optimizer):
         self.optimizer = optimizer
 
-    def discriminator_loss(self, real, fake):
-        """(loss, real logits, fake logits) of the discriminator on a real and a fake batch."""
+    def logits(self, images, labels=None, training=True):
+        """The discriminator's logits of `images` (of classes `labels`, one-hot, when it is conditional)."""
+        return self.discriminator(conditioned(images, labels), training=training)
+
+    def discriminator_loss(self, real, fake, real_labels=None, fake_labels=None):
+        """(loss, real logits, fake logits) of the discriminator on a real and a fake batch (and their labels)."""
         # One pass over real and fake together: half the kernel launches of two
         # calls (the discriminator has no batch-dependent layers).
-        logits = self.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0), training=True)
+        labels = None if real_labels is None else tf.concat([real_labels, tf.cast(fake_labels, real_labels.dtype)], 0)
+        logits = self.logits(tf.concat([real, tf.cast(fake, real.dtype)], 0), labels)
         real_logits, fake_logits = tf.split(logits, 2)
         loss = self._discriminator_loss(real_logits, fake_logits, real_label=self.real_label)
+
+        def critic(images, training):
+            # The penalties' images are taken as of the real images' classes (a GAN's fakes share them).
+            return self.logits(images, real_labels, training)
+
         if self.loss == "wasserstein":
             alpha = distribute.uniform((tf.shape(real)[0], 1, 1, 1), self.seed_generator)
-            loss += self.gp_weight * gan_losses.gradient_penalty(self.discriminator, real, fake, alpha)
+            loss += self.gp_weight * gan_losses.gradient_penalty(critic, real, fake, alpha)
         if self.r1_weight > 0:
-            loss += 0.5 * self.r1_weight * gan_losses.r1_penalty(self.discriminator, real)
+            loss += 0.5 * self.r1_weight * gan_losses.r1_penalty(critic, real)
         return loss, real_logits, fake_logits
 
-    def train_step(self, real, fake):
+    def train_step(self, real, fake, real_labels=None, fake_labels=None):
         """One discriminator update on `real` and `fake` (no gradient reaches the generator); returns the loss terms."""
         with tf.GradientTape() as tape:
-            loss, real_logits, fake_logits = self.discriminator_loss(real, tf.stop_gradient(fake))
+            loss, real_logits, fake_logits = self.discriminator_loss(
+                real, tf.stop_gradient(fake), real_labels, fake_labels
+            )
         distribute.minimize(self.optimizer, tape, loss, self.discriminator.trainable_weights)
         return loss, real_logits, fake_logits
 
-    def features_and_logits(self, images):
-        """The discriminator's `features` activations and logits of `images`, in one pass."""
+    def features_and_logits(self, images, labels=None):
+        """The discriminator's `features` activations and logits of `images` (and one-hot `labels`), in one pass."""
         if self._critic is None:
             raise ValueError(
                 f"The discriminator {self.discriminator.name!r} has no {factory.FEATURES_LAYER!r} layer, which "
                 "feature losses read: build it with tf_gkd.networks.factory.make_discriminator."
             )
-        return self._critic(images, training=True)
+        return self._critic(conditioned(images, labels), training=True)
 
     def update_metrics(self, loss, real_logits, fake_logits):
         """Records a step's discriminator loss and its mean D(x) on real and fake images."""

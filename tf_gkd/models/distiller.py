@@ -26,6 +26,12 @@ A VAE teacher's decoder is distilled like a GAN generator; given the teacher's
 encoder, part of every batch takes z from the posterior q(z|x) of real images
 instead of the prior, so that the student also learns the region of latent
 space the decoder was trained on.
+
+A class-conditional teacher has a conditional student (and discriminator):
+both generators see the same (z, label) pairs. The labels are those of the
+batch's real images when it has some (so that the discriminator judges the
+student's images as of the classes of the real ones beside them), of the
+stored pairs offline, and drawn uniformly otherwise.
 """
 
 import math
@@ -34,7 +40,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import distribute
+from tf_gkd import contract, distribute
+from tf_gkd.contract import conditioned
 from tf_gkd.losses import distill as distill_losses
 from tf_gkd.losses import schedules
 from tf_gkd.models import ema
@@ -74,7 +81,8 @@ class GeneratorDistiller(TrainStepModel):
       seed: seed of the model's `SeedGenerator` (z and the adversary's noise).
 
     Batches are dicts: {"real": images} online, {"real", "z", "teacher"}
-    offline (the teacher's images for those z, precomputed). Online training
+    offline (the teacher's images for those z, precomputed); conditional, with
+    "real_labels" (int) beside "real" and "label" beside "z". Online training
     that reads no images (`uses_real_images` is False: pure mimicry of a GAN
     teacher) takes {"batch": a [N, 0] tensor}, which only gives the batch size
     N, so that no input pipeline competes with the train step for the CPU.
@@ -121,11 +129,14 @@ class GeneratorDistiller(TrainStepModel):
                 f"distribution_target must be one of {distill_losses.DISTRIBUTION_TARGETS}. "
                 f"Received: distribution_target={distribution_target!r}"
             )
-        if teacher is not None and teacher.input_shape[-1] != student.input_shape[-1]:
+        if teacher is not None and contract.z_dim(teacher) != contract.z_dim(student):
             raise ValueError(
-                f"Teacher and student must take the same z: teacher z_dim={teacher.input_shape[-1]}, "
-                f"student z_dim={student.input_shape[-1]}."
+                f"Teacher and student must take the same z: teacher z_dim={contract.z_dim(teacher)}, "
+                f"student z_dim={contract.z_dim(student)}."
             )
+        self.num_classes = contract.num_classes(student)
+        networks = {"student": student, "teacher": teacher, "discriminator": discriminator}
+        contract.check_conditioned_alike({name: net for name, net in networks.items() if net is not None})
         if not 0.0 <= posterior_fraction <= 1.0:
             raise ValueError(f"posterior_fraction must be in [0, 1]. Received: {posterior_fraction}")
         if not 0.0 <= ema_decay < 1.0:
@@ -143,7 +154,7 @@ class GeneratorDistiller(TrainStepModel):
         if teacher_encoder is not None:
             teacher_encoder.trainable = False
         self.student = student
-        self.z_dim = student.input_shape[-1]
+        self.z_dim = contract.z_dim(student)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.adversary = None
         # The first step whose loss needs the adversary (0: every step; see `StartAdversary`).
@@ -222,24 +233,49 @@ class GeneratorDistiller(TrainStepModel):
     def sample_z(self, batch_size):
         return distribute.normal((batch_size, self.z_dim), self.seed_generator)
 
+    def _one_hot(self, labels):
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
+    def _labels(self, data, batch_size):
+        """One-hot labels of the student's batch (None: unconditional): the pairs', the real images', or uniform."""
+        if not self.num_classes:
+            return None
+        if "label" in data:
+            return self._one_hot(data["label"])
+        if "real_labels" in data:
+            return self._one_hot(data["real_labels"])
+        u = distribute.uniform((batch_size,), self.seed_generator)
+        return self._one_hot(tf.minimum(tf.cast(u * self.num_classes, tf.int32), self.num_classes - 1))
+
+    def _real_labels(self, data):
+        """One-hot labels of the batch's real images (None: unconditional)."""
+        if not self.num_classes:
+            return None
+        if "real_labels" not in data:
+            raise ValueError("A class-conditional distiller's batches bring the real images' labels: 'real_labels'.")
+        return self._one_hot(data["real_labels"])
+
     def _targets(self, data):
-        """(z, teacher images) of a batch: read from it offline, computed online."""
+        """(z, one-hot labels or None, teacher images) of a batch: read from it offline, computed online."""
         if "z" in data:
-            return data["z"], data["teacher"]
+            return data["z"], self._labels(data, tf.shape(data["z"])[0]), data["teacher"]
         if self.teacher is None:
             raise ValueError("Without a teacher, every batch must bring its targets: {'real', 'z', 'teacher'}.")
         if "real" not in data and self.uses_real_images:
             raise ValueError(f"Batches must bring real images, {{'real': images}}. Received keys: {sorted(data)}.")
         batch_size = tf.shape(data["real"] if "real" in data else data["batch"])[0]
         z = self.sample_z(batch_size)
+        labels = self._labels(data, batch_size)
         if self.teacher_encoder is not None and self.posterior_fraction > 0:
+            # Online, a conditional batch with real images has their labels: q(z|x, y) is of the same y.
             n = tf.cast(tf.round(self.posterior_fraction * tf.cast(batch_size, tf.float32)), tf.int32)
-            mean, log_var = self.teacher_encoder(data["real"][:n], training=False)
+            real_labels = None if labels is None else labels[:n]
+            mean, log_var = self.teacher_encoder(conditioned(data["real"][:n], real_labels), training=False)
             posterior = mean + tf.exp(0.5 * log_var) * self.sample_z(n)
             z = tf.concat([tf.cast(posterior, z.dtype), z[n:]], 0)
-        return z, tf.stop_gradient(self.teacher(z, training=False))
+        return z, labels, tf.stop_gradient(self.teacher(conditioned(z, labels), training=False))
 
-    def _reference_features(self, target, real):
+    def _reference_features(self, target, labels, real, real_labels):
         """The discriminator's features of the batches the student's are compared with: [teacher's] [real].
 
         Constants for the student's gradient, so computed outside its tape: the
@@ -247,18 +283,20 @@ class GeneratorDistiller(TrainStepModel):
         """
         batches = []
         if self.feature_weight > 0 or (self.distribution_weight > 0 and self.distribution_target == "teacher"):
-            batches.append(target)
+            batches.append((target, labels))
         if self.distribution_weight > 0 and self.distribution_target == "real":
-            batches.append(real)
+            batches.append((real, real_labels))
         if not batches:
             return []
         # One pass of the discriminator over every batch (it has no batch-dependent layers).
-        features, _ = self.adversary.features_and_logits(tf.concat([tf.cast(b, tf.float32) for b in batches], 0))
+        images = tf.concat([tf.cast(b, tf.float32) for b, _ in batches], 0)
+        batch_labels = None if labels is None else tf.concat([y for _, y in batches], 0)
+        features, _ = self.adversary.features_and_logits(images, batch_labels)
         return tf.split(tf.stop_gradient(features), len(batches))
 
-    def _adversary_terms(self, fake, references):
+    def _adversary_terms(self, fake, labels, references):
         """(L_GAN of the student's images, feature distance to the teacher's, energy distance to the target batch)."""
-        features, logits = self.adversary.features_and_logits(fake)
+        features, logits = self.adversary.features_and_logits(fake, labels)
         adversarial = self.adversary.generator_loss(logits)
         feature = tf.constant(0.0)
         if self.feature_weight > 0:
@@ -276,19 +314,20 @@ class GeneratorDistiller(TrainStepModel):
         return self.pixel_schedule(progress), self.adversarial_schedule(progress)
 
     def train_step(self, data):
-        z, target = self._targets(data)
+        z, labels, target = self._targets(data)
         with tf.GradientTape() as tape:
-            fake = self.student(z, training=True)
+            fake = self.student(conditioned(z, labels), training=True)
         if self.adversary_active:
-            d_terms = self.adversary.train_step(data["real"], fake)
-            references = self._reference_features(target, data.get("real"))
+            real_labels = self._real_labels(data)
+            d_terms = self.adversary.train_step(data["real"], fake, real_labels, labels)
+            references = self._reference_features(target, labels, data.get("real"), real_labels)
         pixel_factor, adversary_factor = self._factors()
         pixel_weight, adversarial_weight = self.pixel_weight * pixel_factor, self.adversarial_weight * adversary_factor
         with tape:
             pixel = self.pixel_loss_fn(fake, target)
             adversarial, feature, distribution = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
             if self.adversary_active:
-                adversarial, feature, distribution = self._adversary_terms(fake, references)
+                adversarial, feature, distribution = self._adversary_terms(fake, labels, references)
             loss = (
                 pixel_weight * pixel
                 + adversarial_weight * adversarial
@@ -310,8 +349,8 @@ class GeneratorDistiller(TrainStepModel):
         return self.logs()
 
     def test_step(self, data):
-        z, target = self._targets(data)
-        fake = self.ema_student(z, training=False)
+        z, labels, target = self._targets(data)
+        fake = self.ema_student(conditioned(z, labels), training=False)
         self.pixel_tracker.update_state(self.pixel_loss_fn(fake, target))
         self.psnr_tracker.update_state(tf.reduce_mean(distill_losses.psnr(fake, target)))
         return self.logs([self.pixel_tracker, self.psnr_tracker])
@@ -343,9 +382,9 @@ class GeneratorDistiller(TrainStepModel):
         """Number of student updates so far (restored with the checkpoint)."""
         return self.optimizer.iterations
 
-    def generate(self, z):
-        """Images of the averaged student for latents `z`."""
-        return self.ema_student(z, training=False)
+    def generate(self, z, labels=None):
+        """Images of the averaged student for latents `z` (and int `labels`, conditional)."""
+        return self.ema_student(contract.generator_inputs(self.ema_student, z, labels), training=False)
 
 
 class StartAdversary(keras.callbacks.Callback):

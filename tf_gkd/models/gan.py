@@ -3,7 +3,8 @@
 import keras
 import tensorflow as tf
 
-from tf_gkd import distribute
+from tf_gkd import contract, distribute
+from tf_gkd.contract import conditioned
 from tf_gkd.models import ema
 from tf_gkd.models.adversary import Adversary
 from tf_gkd.models.base import TrainStepModel
@@ -12,9 +13,13 @@ from tf_gkd.models.base import TrainStepModel
 class GAN(TrainStepModel):
     """A generator trained against an adversary (a sigmoid discriminator, its optimizer, loss and metrics).
 
+    Class-conditional when its networks are (`factory`'s `num_classes`):
+    batches are then (images, int labels), and each fake batch is generated
+    for the classes of the real batch it is judged with.
+
     Args:
-      generator: Keras model z [N, z_dim] → images [N, 28, 28, 1] in [-1, 1].
-      discriminator: Keras model images → logits [N, 1].
+      generator: Keras model z [N, z_dim] (, one-hot label [N, K]) → images [N, H, W, C] in [-1, 1].
+      discriminator: Keras model images (, one-hot label) → logits [N, 1].
       loss: one of `tf_gkd.losses.gan.LOSSES`.
       d_steps: discriminator updates per generator update (each on fresh z,
         the same real batch).
@@ -58,7 +63,9 @@ class GAN(TrainStepModel):
         )
         self.d_steps = d_steps
         self.ema_decay = ema_decay
-        self.z_dim = generator.input_shape[-1]
+        self.z_dim = contract.z_dim(generator)
+        contract.check_conditioned_alike({"generator": generator, "discriminator": discriminator})
+        self.num_classes = contract.num_classes(generator)
         self.ema_generator = ema.averaged_copy(generator)
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         # Its networks are built; under a tf.distribute strategy Keras would otherwise
@@ -84,18 +91,27 @@ class GAN(TrainStepModel):
     def sample_z(self, batch_size):
         return distribute.normal((batch_size, self.z_dim), self.seed_generator)
 
-    def train_step(self, data):
+    def _batch(self, data):
+        """(real images, their one-hot labels or None) of a batch."""
         real = data[0] if isinstance(data, (tuple, list)) else data
+        if not self.num_classes:
+            return real, None
+        if not isinstance(data, (tuple, list)):
+            raise ValueError("A class-conditional GAN trains on batches of (images, labels).")
+        return real, tf.one_hot(tf.cast(data[1], tf.int32), self.num_classes)
+
+    def train_step(self, data):
+        real, labels = self._batch(data)
         batch_size = tf.shape(real)[0]
         for _ in range(self.d_steps):
             with tf.GradientTape() as g_tape:
-                fake = self.generator(self.sample_z(batch_size), training=True)
-            d_terms = self.adversary.train_step(real, fake)
+                fake = self.generator(conditioned(self.sample_z(batch_size), labels), training=True)
+            d_terms = self.adversary.train_step(real, fake, labels, labels)
 
         # The generator step reuses the last fake batch and its recorded forward
         # pass (as the PyTorch DCGAN example does), saving one generator forward.
         with g_tape:
-            g_loss = self.adversary.generator_loss(self.discriminator(fake, training=True))
+            g_loss = self.adversary.generator_loss(self.adversary.logits(fake, labels))
         distribute.minimize(self.g_optimizer, g_tape, g_loss, self.generator.trainable_weights)
         ema.update_ema(self.ema_generator, self.generator, self.ema_decay, self.g_optimizer.iterations)
 
@@ -105,9 +121,9 @@ class GAN(TrainStepModel):
 
     def test_step(self, data):
         # `evaluate` would otherwise call `self(x)`, which a GAN does not have.
-        real = data[0] if isinstance(data, (tuple, list)) else data
-        fake = self.ema_generator(self.sample_z(tf.shape(real)[0]), training=False)
-        d_loss, _, fake_logits = self.adversary.discriminator_loss(real, fake)
+        real, labels = self._batch(data)
+        fake = self.ema_generator(conditioned(self.sample_z(tf.shape(real)[0]), labels), training=False)
+        d_loss, _, fake_logits = self.adversary.discriminator_loss(real, fake, labels, labels)
         self.adversary.loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(self.adversary.generator_loss(fake_logits))
         return self.logs(self.metrics[:2])
@@ -132,6 +148,6 @@ class GAN(TrainStepModel):
         """Number of generator updates so far (restored with the checkpoint)."""
         return self.g_optimizer.iterations
 
-    def generate(self, z):
-        """Images of the averaged generator for latents `z`."""
-        return self.ema_generator(z, training=False)
+    def generate(self, z, labels=None):
+        """Images of the averaged generator for latents `z` (and int `labels`, conditional)."""
+        return self.ema_generator(contract.generator_inputs(self.ema_generator, z, labels), training=False)

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gkd import distribute
+from tf_gkd import contract, distribute
+from tf_gkd.contract import conditioned
 from tf_gkd.losses import vae as vae_losses
 from tf_gkd.models.base import TrainStepModel
 from tf_gkd.networks import factory
@@ -17,9 +18,12 @@ class VAE(TrainStepModel):
     loss = reconstruction + β·KL, both in nats per image (summed over pixels
     and latent dimensions, averaged over the batch; see `tf_gkd.losses.vae`).
     With β = 1, `loss` is the negative ELBO, an upper bound on −log p(x).
+    With class-conditional networks (`factory`'s `num_classes`) it is a
+    conditional VAE: q(z|x, y) and p(x|z, y), batches are (images, int
+    labels), and every method that takes images takes their labels too.
 
     Args:
-      encoder: Keras model images [N, 28, 28, 1] in [-1, 1] → [mean, log_var],
+      encoder: Keras model images [N, H, W, C] in [-1, 1] (, one-hot label) → [mean, log_var],
         each [N, z_dim] (`factory.make_encoder`).
       decoder: a generator z [N, z_dim] → images in [-1, 1] ending in the tanh
         layer of `factory.make_generator`, whose input gives the Bernoulli
@@ -39,7 +43,9 @@ class VAE(TrainStepModel):
             raise ValueError(f"beta must be >= 0. Received: beta={beta}")
         if not gaussian_sigma > 0:
             raise ValueError(f"gaussian_sigma must be positive. Received: gaussian_sigma={gaussian_sigma}")
-        self.z_dim = decoder.input_shape[-1]
+        self.z_dim = contract.z_dim(decoder)
+        contract.check_conditioned_alike({"decoder": decoder, "encoder": encoder})
+        self.num_classes = contract.num_classes(decoder)
         encoded = [tuple(t.shape) for t in encoder.outputs]
         if encoded != [(None, self.z_dim)] * 2:
             raise ValueError(
@@ -73,10 +79,27 @@ class VAE(TrainStepModel):
         """Trainable weights of encoder and decoder (the logits view shares the decoder's)."""
         return self.encoder.trainable_weights + self.decoder.trainable_weights
 
-    def losses_per_image(self, images, training=False):
-        """(reconstruction [N], KL [N]) in nats for images [N, 28, 28, 1] in [-1, 1], one z ~ q(z|x) each."""
-        mean, log_var = self.encoder(images, training=training)
-        pre_activation, decoded = self.decoder_with_logits(self.sampling([mean, log_var]), training=training)
+    def _one_hot(self, labels):
+        """One-hot labels of int `labels` for a conditional VAE, None for an unconditional one."""
+        if not self.num_classes:
+            return None
+        if labels is None:
+            raise ValueError(f"This VAE is class-conditional ({self.num_classes} classes): give the images' labels.")
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
+    def _batch(self, data):
+        """(images, their labels or None) of a batch."""
+        if isinstance(data, (tuple, list)):
+            return data[0], data[1] if self.num_classes else None
+        return data, None
+
+    def losses_per_image(self, images, labels=None, training=False):
+        """(reconstruction [N], KL [N]) in nats for images [N, H, W, C] in [-1, 1], one z ~ q(z|x) each."""
+        y = self._one_hot(labels)
+        mean, log_var = self.encoder(conditioned(images, y), training=training)
+        pre_activation, decoded = self.decoder_with_logits(
+            conditioned(self.sampling([mean, log_var]), y), training=training
+        )
         if self.likelihood == "bernoulli":
             # tanh(a) = 2·sigmoid(2a) − 1: the logits of (images + 1) / 2 are 2a.
             reconstruction = vae_losses.bernoulli_reconstruction_loss(images, 2.0 * tf.cast(pre_activation, tf.float32))
@@ -93,45 +116,48 @@ class VAE(TrainStepModel):
         return self.logs()
 
     def train_step(self, data):
-        images = data[0] if isinstance(data, (tuple, list)) else data
+        images, labels = self._batch(data)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self.losses_per_image(images, training=True)
+            reconstruction, kl = self.losses_per_image(images, labels, training=True)
             loss = tf.reduce_mean(reconstruction + self.beta * kl)
         distribute.minimize(self.optimizer, tape, loss, self.network_weights)
         return self._update_trackers(reconstruction, kl)
 
     def test_step(self, data):
         # `evaluate` would otherwise call `self(x)`, which this wrapper does not have.
-        images = data[0] if isinstance(data, (tuple, list)) else data
-        return self._update_trackers(*self.losses_per_image(images, training=False))
+        images, labels = self._batch(data)
+        return self._update_trackers(*self.losses_per_image(images, labels, training=False))
 
-    def evaluate_elbo(self, images, batch_size=500):
-        """Held-out ELBO terms of float images [N, 28, 28, 1] in [-1, 1], in nats per image.
+    def evaluate_elbo(self, images, labels=None, batch_size=500):
+        """Held-out ELBO terms of float images [N, H, W, C] in [-1, 1] (and their labels), in nats per image.
 
         One z ~ q(z|x) per image (an unbiased estimate of the ELBO). Returns a
         dict with `negative_elbo` (reconstruction + KL, whatever β is),
         `reconstruction`, `kl`, `loss` (the training objective, with β) and
         `num_images`.
         """
-        dataset = tf.data.Dataset.from_tensor_slices(np.asarray(images, np.float32)).batch(batch_size)
+        images = np.asarray(images, np.float32)
+        data = images if labels is None else (images, np.asarray(labels, np.int64))
+        dataset = tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
         result = {k: float(v) for k, v in self.evaluate(dataset, verbose=0, return_dict=True).items()}
         result["negative_elbo"] = result["reconstruction"] + result["kl"]
         result["num_images"] = len(images)
         return result
 
-    def encode(self, images, batch_size=500):
-        """Posterior means [N, z_dim] of float images in [-1, 1], as numpy."""
-        return np.concatenate(
-            [
-                np.asarray(self.encoder(images[i : i + batch_size], training=False)[0])
-                for i in range(0, len(images), batch_size)
-            ]
-        )
+    def encode(self, images, labels=None, batch_size=500):
+        """Posterior means [N, z_dim] of float images in [-1, 1] (and their labels), as numpy."""
+        means = []
+        for i in range(0, len(images), batch_size):
+            y = None if labels is None else labels[i : i + batch_size]
+            batch = tf.convert_to_tensor(images[i : i + batch_size], tf.float32)
+            means.append(np.asarray(self.encoder(conditioned(batch, self._one_hot(y)), training=False)[0]))
+        return np.concatenate(means)
 
-    def reconstruct(self, images):
-        """Decoded posterior means of float images in [-1, 1]: deterministic reconstructions."""
-        mean, _ = self.encoder(images, training=False)
-        return self.decoder(mean, training=False)
+    def reconstruct(self, images, labels=None):
+        """Decoded posterior means of float images in [-1, 1] (and their labels): deterministic reconstructions."""
+        y = self._one_hot(labels)
+        mean, _ = self.encoder(conditioned(tf.convert_to_tensor(images, tf.float32), y), training=False)
+        return self.decoder(conditioned(mean, y), training=False)
 
     def checkpoint_items(self):
         """Everything a resumed run needs, for `tf.train.Checkpoint(**items)`."""
@@ -151,6 +177,6 @@ class VAE(TrainStepModel):
         """Number of updates so far (restored with the checkpoint)."""
         return self.optimizer.iterations
 
-    def generate(self, z):
-        """Decoded images for latents `z`; with z ~ N(0, I), samples of the prior."""
-        return self.decoder(z, training=False)
+    def generate(self, z, labels=None):
+        """Decoded images for latents `z` (and int `labels`, conditional); with z ~ N(0, I), samples of the prior."""
+        return self.decoder(contract.generator_inputs(self.decoder, z, labels), training=False)

@@ -31,6 +31,11 @@ the layouts below, at 32×32 (4·2³) they start at 4×4 and have one stage more
 
 Every generator maps z `[N, z_dim]` to images `[N, H, W, C]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
+With `num_classes` = K > 0 every network is class-conditional and takes a
+second input, `label`, one-hot `[N, K]`: the generator concatenates it to z,
+the encoder to its trunk's features, and the discriminator is a projection
+discriminator (Miyato & Koyama, 2018): logit = w·φ(x) + ⟨φ(x), V·y⟩, with
+φ its `features` and V·y a linear embedding of the one-hot label.
 Layers are named after the size of their output (`up_14`, `down_7`), so that
 a teacher and a narrower student of the same kind match layer by layer.
 Every network is made of Keras's own layers; `tf_gkd.networks.fast.accelerate`
@@ -106,10 +111,17 @@ def stages(image_shape):
     return s0, k
 
 
-def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generator", image_shape=None):
-    """Returns a functional Keras generator z [N, z_dim] → images [N, H, W, C] in [-1, 1].
+def _label_input(num_classes):
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0 (0: unconditional). Received: num_classes={num_classes}")
+    return keras.Input((num_classes,), name="label") if num_classes else None
+
+
+def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generator", image_shape=None, num_classes=0):
+    """Returns a functional Keras generator z [N, z_dim] (and one-hot label [N, K]) → images [N, H, W, C] in [-1, 1].
 
     `image_shape` (H, W, C) defaults to `contract.DEFAULT_IMAGE_SHAPE`; see `stages` for the sizes.
+    `num_classes` > 0 makes it class-conditional: the label is concatenated to z.
     """
     _check_size(kind, width, depth)
     if z_dim <= 0:
@@ -119,8 +131,10 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
     size, channels = image_shape[0], image_shape[2]
     conv_depth = _CONV_DEPTH if depth is None else depth
     z = keras.Input((z_dim,), name="z")
+    label = _label_input(num_classes)
+    code = z if label is None else layers.Concatenate(name="z_label")([z, label])
     if kind == "dense":
-        x = z
+        x = code
         for i in range(_DENSE_DEPTH if depth is None else depth):
             x = layers.Dense(_channels(_DENSE_UNITS, width), name=f"dense_{i}")(x)
             x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
@@ -128,14 +142,14 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
         x = layers.Reshape(image_shape, name="to_image")(x)
     elif kind == "conv":
         c = _channels(_CONV_CHANNELS, width)
-        x = _project(z, (s0, s0, c * 2 ** (k - 1)))
+        x = _project(code, (s0, s0, c * 2 ** (k - 1)))
         for i in range(1, k):
             x = _upsample_block(x, c * 2 ** (k - 1 - i), f"up_{s0 * 2**i}")
         x = _blocks(x, c, conv_depth, f"conv_{size // 2}")
         x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name=f"up_{size}")(x)
     else:
         c = _channels(_CONV4_CHANNELS, width)
-        x = _project(z, (_CONV4_START, _CONV4_START, c if kind == "conv4" else max(1, c // 8)))
+        x = _project(code, (_CONV4_START, _CONV4_START, c if kind == "conv4" else max(1, c // 8)))
         # A 'valid' transposed convolution of kernel s0 − 3 takes the 4×4 maps to s0×s0 (4 + 4 − 1 = 7).
         x = _upsample_block(x, c, f"up_{s0}", strides=1, padding="valid", kernel_size=s0 - _CONV4_START + 1)
         if kind == "conv4":
@@ -153,7 +167,7 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
                         x = _separable_block(x, c, f"sep_{stage}_{j}")
             x = layers.SeparableConv2D(channels, 3, padding="same", name="to_pixels")(x)
     images = layers.Activation("tanh", dtype="float32", name=IMAGES_LAYER)(x)
-    return keras.Model(z, images, name=name)
+    return keras.Model(z if label is None else [z, label], images, name=name)
 
 
 def _project(z, shape):
@@ -217,37 +231,52 @@ def _downsample(images, kind, width, depth):
     return layers.Flatten(name="flatten")(x)
 
 
-def make_discriminator(kind="conv", width=1.0, depth=None, dropout=0.0, name="discriminator", image_shape=None):
-    """Returns a Keras discriminator images [N, H, W, C] → logits [N, 1] (D = sigmoid)."""
+def make_discriminator(
+    kind="conv", width=1.0, depth=None, dropout=0.0, name="discriminator", image_shape=None, num_classes=0
+):
+    """Returns a Keras discriminator images [N, H, W, C] (and one-hot label [N, K]) → logits [N, 1] (D = sigmoid).
+
+    `num_classes` > 0: a projection discriminator, logit = w·φ(x) + ⟨φ(x), V·y⟩.
+    """
     _check_size(kind, width, depth, TRUNK_KINDS)
     images = keras.Input(tuple(image_shape or contract.DEFAULT_IMAGE_SHAPE), name="images")
+    label = _label_input(num_classes)
     x = layers.Activation("linear", name=FEATURES_LAYER)(_downsample(images, kind, width, depth))
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(1, dtype="float32", name="logits")(x)
-    return keras.Model(images, logits, name=name)
+    if label is None:
+        return keras.Model(images, layers.Dense(1, dtype="float32", name="logits")(x), name=name)
+    unconditional = layers.Dense(1, dtype="float32", name="unconditional_logits")(x)
+    embedded = layers.Dense(x.shape[-1], use_bias=False, dtype="float32", name="label_embedding")(label)
+    projection = layers.Dot(axes=1, dtype="float32", name="projection")([x, embedded])
+    logits = layers.Add(dtype="float32", name="logits")([unconditional, projection])
+    return keras.Model([images, label], logits, name=name)
 
 
-def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder", image_shape=None):
-    """Returns a Keras VAE encoder images [N, H, W, C] → [mean, log_var], each [N, z_dim].
+def make_encoder(kind="conv", z_dim=100, width=1.0, depth=None, name="encoder", image_shape=None, num_classes=0):
+    """Returns a Keras VAE encoder images [N, H, W, C] (and one-hot label [N, K]) → [mean, log_var], each [N, z_dim].
 
     The trunk is the discriminator's (`dense`: the flat pixels → hidden layers;
     `conv`: the stride-2 downsampling); two linear heads give the mean and the log
     variance of the diagonal Gaussian q(z|x). The heads compute in the
     networks' dtype (in float32 they were a large share of a bfloat16 VAE
     step: docs/performance.md) and return float32, which the KL term
-    exponentiates.
+    exponentiates. With `num_classes` > 0 (a conditional VAE's q(z|x, y)) the
+    label is concatenated to the trunk's features.
     """
     _check_size(kind, width, depth, TRUNK_KINDS)
     if z_dim <= 0:
         raise ValueError(f"z_dim must be positive. Received: z_dim={z_dim}")
     images = keras.Input(tuple(image_shape or contract.DEFAULT_IMAGE_SHAPE), name="images")
+    label = _label_input(num_classes)
     x = _downsample(images, kind, width, depth)
+    if label is not None:
+        x = layers.Concatenate(name="features_label")([x, label])
     outputs = [
         layers.Activation("linear", dtype="float32", name=f"{head}_float32")(layers.Dense(z_dim, name=head)(x))
         for head in ("mean", "log_var")
     ]
-    return keras.Model(images, outputs, name=name)
+    return keras.Model(images if label is None else [images, label], outputs, name=name)
 
 
 def with_pre_activation(generator):
@@ -273,7 +302,8 @@ def with_pre_activation(generator):
             f"{IMAGES_LAYER!r}. Received: model {generator.name!r} with layers "
             f"{[layer.name for layer in generator.layers[-3:]]} at the end."
         )
-    return keras.Model(generator.inputs[0], [layer.input, generator.outputs[0]], name=f"{generator.name}_with_logits")
+    inputs = generator.inputs if len(generator.inputs) > 1 else generator.inputs[0]
+    return keras.Model(inputs, [layer.input, generator.outputs[0]], name=f"{generator.name}_with_logits")
 
 
 def make_classifier(width=1.0, num_classes=10, image_shape=None):

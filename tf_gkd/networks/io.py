@@ -1,7 +1,8 @@
 """Saving and loading models: atomic writes, safe loads, the generator contract.
 
-A generator, to tf_gkd, is any Keras model with one input z `[N, z_dim]` and
-one output, images `[N, H, W, C]` in [-1, 1] (`tf_gkd.contract`): evaluation and distillation
+A generator, to tf_gkd, is any Keras model with one input z `[N, z_dim]` (and,
+class-conditional, a second one: a one-hot label `[N, K]`) and one output,
+images `[N, H, W, C]` in [-1, 1] (`tf_gkd.contract`): evaluation and distillation
 accept every `.keras` file meeting that contract, whichever code built it.
 `load_generator` checks the contract up front so that a wrong file fails with
 a message naming it, not with a shape error deep inside a metric.
@@ -21,7 +22,7 @@ class ModelLoadError(errors.Error, ValueError):
 
 
 class GeneratorLoadError(ModelLoadError):
-    """A path does not hold a generator z [N, z_dim] → images [N, H, W, C]."""
+    """A path does not hold a generator z [N, z_dim] (, label [N, K]) → images [N, H, W, C]."""
 
 
 def save_model_atomic(model, path):
@@ -87,9 +88,12 @@ def load_generator(path):
     path = generator_file(path)
     model = load_model_file(path, GeneratorLoadError, "generator")
     inputs, outputs = model.inputs or [], model.outputs or []
-    if len(inputs) != 1 or len(inputs[0].shape) != 2 or inputs[0].shape[1] is None:
+    if not 1 <= len(inputs) <= 2 or any(len(x.shape) != 2 or x.shape[1] is None for x in inputs):
         shapes = [tuple(x.shape) for x in inputs]
-        raise GeneratorLoadError(f"{path}: a generator takes one input z [N, z_dim]; this model takes {shapes}.")
+        raise GeneratorLoadError(
+            f"{path}: a generator takes z [N, z_dim] (and, class-conditional, a one-hot label [N, K]); this model "
+            f"takes {shapes}."
+        )
     shapes = [tuple(x.shape) for x in outputs]
     try:
         if len(outputs) != 1:
@@ -100,11 +104,6 @@ def load_generator(path):
             f"{path}: a generator returns images [N, S, S, 1 or 3]; this model returns {shapes} ({e})."
         ) from None
     return model
-
-
-def z_dim(generator):
-    """Latent size of a generator, read off its input shape."""
-    return int(generator.inputs[0].shape[-1])
 
 
 def image_shape(generator):

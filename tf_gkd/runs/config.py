@@ -132,6 +132,12 @@ class TrainConfig:
         identity=MODELS,
     )
     grayscale: bool = option(False, "Convert colour images to grey.", identity=MODELS)
+    conditional: bool = option(
+        False,
+        "Class-conditional models: the generator takes a class label with z (and so do the discriminator and the "
+        "VAE's encoder); the dataset must have labels. Distillation: the teacher must be conditional too.",
+        identity=MODELS,
+    )
     data_dir: str | None = option(None, "tensorflow-datasets data directory (default: tfds's own).")
     raw_data_dir: str | None = option(
         None,

@@ -30,7 +30,7 @@ class Teacher:
 
     @property
     def z_dim(self):
-        return model_io.z_dim(self.generator)
+        return contract.z_dim(self.generator)
 
 
 def read_config(run_dir):
@@ -92,6 +92,25 @@ def check_image_shape(teacher, image_shape, dataset):
             f"is {contract.describe(image_shape)}: a student learns the teacher's images from the same data, so "
             "distil with the teacher's --image_size and --grayscale."
         )
+
+
+def check_conditioning(teacher, num_classes):
+    """Raises TeacherError unless the teacher is conditioned as the student will be (`num_classes`; 0: unconditional).
+
+    A conditional teacher and an unconditional student (or the reverse) would
+    not see the same inputs: the student's (z, label) pairs are the teacher's.
+    """
+    teacher_classes = contract.num_classes(teacher.generator)
+    if teacher_classes == num_classes:
+        return
+    what = contract.describe_conditioning(teacher.generator)
+    if not teacher_classes:
+        fix = "drop --conditional (a conditional student needs a conditional teacher: train one with --conditional)"
+    elif not num_classes:
+        fix = "pass --conditional: the student takes the teacher's (z, label) pairs"
+    else:
+        fix = f"the data here has {num_classes} classes: distil on the teacher's dataset"
+    raise TeacherError(f"Teacher {teacher.run_dir} is {what}: {fix}.")
 
 
 def _load_network(path):

@@ -72,8 +72,8 @@ def for_training(config, *networks):
     return tuple(None if network is None else fast.accelerate(network) for network in networks)
 
 
-def make_generator(config, image_shape, name="generator"):
-    """The generator of `config`'s generator_* options (and z_dim) for images of `image_shape`."""
+def make_generator(config, image_shape, name="generator", num_classes=0):
+    """The generator of `config`'s generator_* options (and z_dim) for images of `image_shape` (and `num_classes`)."""
     return factory.make_generator(
         config.generator_kind,
         config.z_dim,
@@ -81,18 +81,38 @@ def make_generator(config, image_shape, name="generator"):
         config.generator_depth,
         name=name,
         image_shape=image_shape,
+        num_classes=num_classes,
     )
 
 
-def make_discriminator(config, image_shape):
-    """The discriminator of `config`'s discriminator_* options for images of `image_shape`."""
+def make_discriminator(config, image_shape, num_classes=0):
+    """The discriminator of `config`'s discriminator_* options for images of `image_shape` (and `num_classes`)."""
     return factory.make_discriminator(
         config.discriminator_kind,
         config.discriminator_width,
         config.discriminator_depth,
         dropout=config.discriminator_dropout,
         image_shape=image_shape,
+        num_classes=num_classes,
     )
+
+
+def num_classes(config):
+    """The number of classes of a `--conditional` run (the data's), 0 for an unconditional one.
+
+    Raises:
+      ConfigError: a conditional run on data without labels.
+    """
+    if not config.conditional:
+        return 0
+    names = datasets.DataSpec.of(config).label_names()
+    if not names:
+        raise config_lib.ConfigError(
+            f"--conditional needs labelled data, and {config.dataset} has no labels (a folder has them from one "
+            "level of class subfolders): drop --conditional, or use labelled data.",
+            "conditional",
+        )
+    return len(names)
 
 
 def load_split(config, split):
@@ -110,11 +130,11 @@ def load_split(config, split):
     return spec.load(split)
 
 
-def build_gan(config, image_shape):
-    """The GAN of `config` for images of `image_shape` (H, W, C), compiled."""
+def build_gan(config, image_shape, num_classes=0):
+    """The GAN of `config` for images of `image_shape` (H, W, C) (conditional on `num_classes` > 0), compiled."""
     keras.utils.set_random_seed(config.seed)
-    generator = make_generator(config, image_shape)
-    discriminator = make_discriminator(config, image_shape)
+    generator = make_generator(config, image_shape, num_classes=num_classes)
+    discriminator = make_discriminator(config, image_shape, num_classes)
     generator, discriminator = for_training(config, generator, discriminator)
     model = gan_lib.GAN(
         generator,
@@ -136,13 +156,21 @@ def build_gan(config, image_shape):
     return model
 
 
-def build_vae(config, image_shape):
-    """The VAE of `config` for images of `image_shape` (H, W, C), compiled; `generator_*` configure the decoder."""
+def build_vae(config, image_shape, num_classes=0):
+    """The VAE of `config` for images of `image_shape` (H, W, C) (conditional on `num_classes` > 0), compiled.
+
+    `generator_*` configure the decoder.
+    """
     keras.utils.set_random_seed(config.seed)
     encoder = factory.make_encoder(
-        config.encoder_kind, config.z_dim, config.encoder_width, config.encoder_depth, image_shape=image_shape
+        config.encoder_kind,
+        config.z_dim,
+        config.encoder_width,
+        config.encoder_depth,
+        image_shape=image_shape,
+        num_classes=num_classes,
     )
-    decoder = make_generator(config, image_shape, name="decoder")
+    decoder = make_generator(config, image_shape, name="decoder", num_classes=num_classes)
     encoder, decoder = for_training(config, encoder, decoder)
     model = vae_lib.VAE(
         encoder,
@@ -240,15 +268,17 @@ def _train(config, workdir, run_dir=None):
     precision.apply(config.mixed_precision)
     images, labels = load_split(config, "train")
     logging.info("Loaded %s: %d training images.", config.dataset, len(images))
+    classes = num_classes(config)
     if teacher is not None:
         teacher_lib.check_image_shape(teacher, images.shape[1:], config.dataset)
+        teacher_lib.check_conditioning(teacher, classes)
         return _train_distill(config, workdir, images, labels, teacher, run_dir)
     return _TRAINERS[config.model](config, workdir, images, labels, run_dir)
 
 
 def _train_gan(config, workdir, images, labels, run_dir):
     """The GAN branch of `train`."""
-    model = build_gan(config, images.shape[1:])
+    model = build_gan(config, images.shape[1:], num_classes(config))
     logging.info(
         "Generator %s: %d parameters; discriminator: %d.",
         config.generator_kind,
@@ -269,7 +299,7 @@ def _train_gan(config, workdir, images, labels, run_dir):
 
 def _train_vae(config, workdir, images, labels, run_dir):
     """The VAE branch of `train`: fit, then the held-out evaluation and latent pictures."""
-    model = build_vae(config, images.shape[1:])
+    model = build_vae(config, images.shape[1:], num_classes(config))
     logging.info(
         "VAE: %s encoder, %d parameters; %s decoder: %d.",
         config.encoder_kind,
@@ -281,13 +311,14 @@ def _train_vae(config, workdir, images, labels, run_dir):
     test_images = datasets.to_float(test_images).numpy()
     # Each tile of the reconstruction grid holds two images: num_samples images in all.
     shown = test_images[: max(1, config.num_samples // 2)]
+    shown_labels = test_labels[: len(shown)] if model.num_classes else None
     loop.fit(
         model,
         lambda seed: datasets.train_dataset(images, labels, config.batch_size, seed),
         config,
         workdir,
         final_models={rundir.DECODER_FILE: model.decoder, rundir.ENCODER_FILE: model.encoder},
-        extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown)},
+        extra_images=lambda step: {"reconstructions": vae_report.reconstruction_pairs(model, shown, shown_labels)},
         before_training=lambda step: config_lib.record(config, workdir, step),
         run_dir=run_dir,
     )
@@ -312,7 +343,8 @@ def build_distiller(config, teacher):
     """
     keras.utils.set_random_seed(config.seed)
     image_shape = model_io.image_shape(teacher.generator)
-    student = make_generator(config, image_shape, name="student")
+    classes = contract.num_classes(teacher.generator)
+    student = make_generator(config, image_shape, name="student", num_classes=classes)
     if config.student_init == "teacher":
         narrow.narrow_from(teacher.generator, student)
     if config.offline_pairs:
@@ -322,7 +354,7 @@ def build_distiller(config, teacher):
         if config.init_discriminator:
             discriminator = keras.saving.load_model(teacher.discriminator_path, safe_mode=True, compile=False)
         else:
-            discriminator = make_discriminator(config, image_shape)
+            discriminator = make_discriminator(config, image_shape, classes)
     # Already fast networks (a teacher loaded by `train`) are left as they are.
     student, discriminator, teacher_generator, teacher_encoder = for_training(
         config, student, discriminator, teacher.generator, teacher.encoder
@@ -368,7 +400,11 @@ def distill_dataset(model, config, images, labels, seed, pairs=None):
     """
     parts = []
     if model.uses_real_images:
-        parts.append(datasets.train_dataset(images, labels, config.batch_size, seed).map(lambda x, y: {"real": x}))
+        real = datasets.train_dataset(images, labels, config.batch_size, seed)
+        if model.num_classes:
+            parts.append(real.map(lambda x, y: {"real": x, "real_labels": y}))
+        else:
+            parts.append(real.map(lambda x, y: {"real": x}))
     if pairs is not None:
         shuffled = pairs.cache().shuffle(min(config.offline_pairs, 50_000), seed=seed).repeat()
         parts.append(shuffled.batch(config.batch_size, drop_remainder=True))
@@ -389,6 +425,8 @@ def _train_distill(config, workdir, images, labels, teacher, run_dir):
     pairs_path = os.path.join(workdir, rundir.PAIRS_FILE)
     teacher_generator = teacher.generator
     image_shape = model_io.image_shape(teacher_generator)
+    classes = contract.num_classes(teacher_generator)
+    fixed_labels = contract.class_labels(config.num_samples, classes) if classes else None
     model = build_distiller(config, teacher)
     logging.info(
         "Student %s: %d parameters; teacher: %s.",
@@ -405,17 +443,20 @@ def _train_distill(config, workdir, images, labels, teacher, run_dir):
             logging.info("Writing %d teacher pairs to %s.", config.offline_pairs, pairs_path)
             pairs_lib.write_pairs(teacher_generator, pairs_path, config.offline_pairs, config.seed)
         if config.offline_pairs:
-            pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim, image_shape)
+            pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim, image_shape, classes)
             teacher_grid = np.stack([p["teacher"] for p in pairs.take(config.num_samples).as_numpy_iterator()])
         else:
-            teacher_grid = np.asarray(teacher_generator(fixed_z, training=False))
+            inputs = contract.generator_inputs(teacher_generator, fixed_z, fixed_labels)
+            teacher_grid = np.asarray(teacher_generator(inputs, training=False))
 
     def make_dataset(seed):
-        pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim, image_shape) if config.offline_pairs else None
+        pairs = None
+        if config.offline_pairs:
+            pairs = pairs_lib.pairs_dataset(pairs_path, config.z_dim, image_shape, classes)
         return distill_dataset(model, config, images, labels, seed, pairs)
 
     def side_by_side(step):
-        student = np.asarray(model.generate(fixed_z))
+        student = np.asarray(model.generate(fixed_z, fixed_labels))
         return {"teacher_vs_student": np.concatenate([teacher_grid, student], axis=2)}
 
     loop.fit(

@@ -13,13 +13,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_gkd import files, rundir
+from tf_gkd import contract, files, rundir
 from tf_gkd import images as image_utils
 
 
-def reconstruction_pairs(model, images):
-    """Tiles [N, 28, 56, 1]: each input of `images` with its reconstruction on its right."""
-    return np.concatenate([np.asarray(images), np.asarray(model.reconstruct(images))], axis=2)
+def reconstruction_pairs(model, images, labels=None):
+    """Tiles [N, H, 2W, C]: each of `images` beside its reconstruction (`labels`: theirs, for a conditional VAE)."""
+    return np.concatenate([np.asarray(images), np.asarray(model.reconstruct(images, labels))], axis=2)
 
 
 def latent_manifold(decoder, size=15, quantile_range=(0.05, 0.95)):
@@ -29,7 +29,7 @@ def latent_manifold(decoder, size=15, quantile_range=(0.05, 0.95)):
     tile covers the same prior mass. Row-major, z₁ increasing left to right and
     z₂ decreasing top to bottom, as on the scatter plot.
     """
-    z_dim = decoder.input_shape[-1]
+    z_dim = contract.z_dim(decoder)
     if z_dim != 2:
         raise ValueError(f"The latent manifold needs a 2-D latent. Received: a decoder with z_dim={z_dim}.")
     values = [NormalDist().inv_cdf(q) for q in np.linspace(*quantile_range, size)]
@@ -53,7 +53,8 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
       The dict written to vae_eval.json.
     """
     step = int(model.step.numpy())
-    result = model.evaluate_elbo(test_images)
+    labels = test_labels if model.num_classes else None
+    result = model.evaluate_elbo(test_images, labels)
     result.update(
         step=step,
         held_out=description,
@@ -75,7 +76,8 @@ def write_report(model, workdir, test_images, test_labels, description, label_na
     with writer.as_default(step=step):
         for key in ("negative_elbo", "reconstruction", "kl"):
             tf.summary.scalar(f"test/{key}", result[key])
-        if model.z_dim == 2:
+        # A conditional VAE's latent means something else in each class: no one picture of it.
+        if model.z_dim == 2 and not model.num_classes:
             samples_dir = os.path.join(workdir, rundir.SAMPLES_DIR)
             manifold = latent_manifold(model.decoder, manifold_size)
             image_utils.save_grid_png(

@@ -110,15 +110,19 @@ class SummaryWriter(keras.callbacks.Callback):
 
     After each scalar write the loss trackers are reset, so every point is the
     mean over the last `log_every` steps rather than since the start.
-    Images come from `model.generate(z)` on a fixed batch of latents `z`, so a
-    grid shows how the same samples evolve.
+    Images come from `model.generate(z, labels)` on a fixed batch of latents
+    `z` (and, class-conditional, `labels` cycling through the classes: one
+    class per column), so a grid shows how the same samples evolve.
     """
 
-    def __init__(self, logdir, samples_dir, z, log_every, sample_every, extra_images=None):
+    def __init__(self, logdir, samples_dir, z, log_every, sample_every, extra_images=None, labels=None):
         super().__init__()
         self.writer = tf.summary.create_file_writer(logdir)
         self.samples_dir = samples_dir
         self.z = z
+        self.labels = labels
+        # A conditional grid has one column per class.
+        self.cols = None if labels is None else int(max(labels)) + 1
         self.log_every = log_every
         self.sample_every = sample_every
         # Optional callable step -> {name: images [N, H, W, C] in [-1, 1]} of model-specific
@@ -149,18 +153,21 @@ class SummaryWriter(keras.callbacks.Callback):
         self._last = step
 
     def write_images(self, step):
-        grids = {"samples": np.asarray(self.model.generate(self.z))}
+        grids = {"samples": np.asarray(self.model.generate(self.z, self.labels))}
         if self.extra_images:
             grids.update(self.extra_images(step))
         with self.writer.as_default(step=step):
             for name, images in grids.items():
-                tf.summary.image(name, image_utils.make_grid(images)[None], step=step)
+                tf.summary.image(name, image_utils.make_grid(images, self.cols)[None], step=step)
         self.writer.flush()
         for name, images in grids.items():
             # samples/step_*.png for the samples, samples/<name>_step_*.png for the extras.
             prefix = "" if name == "samples" else f"{name}_"
             image_utils.save_grid_png(
-                images, os.path.join(self.samples_dir, f"{prefix}step_{step:07d}.png"), title=f"{name}, step {step}"
+                images,
+                os.path.join(self.samples_dir, f"{prefix}step_{step:07d}.png"),
+                title=f"{name}, step {step}",
+                cols=self.cols,
             )
 
     def on_train_end(self, logs=None):

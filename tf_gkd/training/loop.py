@@ -75,7 +75,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
 
     Args:
       model: a compiled Keras model with `checkpoint_items()`, `build_optimizers()`,
-        `step` and `generate(z)`, and optionally `fit_callbacks` (Keras callbacks
+        `step`, `num_classes` and `generate(z, labels)`, and optionally `fit_callbacks` (Keras callbacks
         that its training needs).
       make_dataset: callable seed -> infinite tf.data.Dataset of training batches.
         A resumed run gets a seed derived from its step, so it does not replay the
@@ -110,6 +110,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
         before_training(start)
     if remaining > 0:
         z = contract.latents(config.num_samples, model.z_dim, config.seed)
+        labels = contract.class_labels(config.num_samples, model.num_classes) if model.num_classes else None
         interrupt = cb.StopOnInterrupt()
         callbacks = [
             interrupt,
@@ -122,6 +123,7 @@ def fit(model, make_dataset, config, workdir, final_models, extra_images=None, b
                 config.log_every,
                 config.sample_every,
                 extra_images=extra_images,
+                labels=labels,
             ),
             cb.ProgressBar(config.train_steps),
             *getattr(model, "fit_callbacks", []),
