@@ -19,7 +19,7 @@ from tf_gkd.export import exporter, runtime, tflite
 from tf_gkd.models import distiller as distill_lib
 from tf_gkd.models import gan as gan_lib
 from tf_gkd.models import vae as vae_lib
-from tf_gkd.networks import factory
+from tf_gkd.networks import factory, narrow
 from tf_gkd.networks import io as model_io
 from tf_gkd.runs import config as config_lib
 from tf_gkd.runs import teacher as teacher_lib
@@ -331,3 +331,25 @@ def test_networks_of_one_model_must_be_conditioned_alike():
     teacher = factory.make_generator("dense", z_dim=4, width=0.5)
     with pytest.raises(ValueError, match="the student is class-conditional \\(10 classes\\), the teacher is uncond"):
         distill_lib.GeneratorDistiller(teacher, conditional)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv", "conv4"])
+def test_a_conditional_student_started_from_its_teacher(kind):
+    def make(width, seed):
+        keras.utils.set_random_seed(seed)
+        return factory.make_generator(kind, z_dim=8, width=width, num_classes=10, name=f"g_{width}_{seed}")
+
+    teacher = make(0.25, seed=0)
+    copy = narrow.narrow_from(teacher, make(0.25, seed=1))
+    for a, b in zip(teacher.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)  # At the same width: the teacher itself.
+    student = narrow.narrow_from(teacher, make(0.125, seed=1))
+    # The label projection keeps the columns its first layer keeps: silence every other column of the
+    # teacher's first layer and label projection, and the narrower student gives the same first activations.
+    first = "dense_0" if kind == "dense" else "project"
+    kept = student.get_layer(first + factory.LABEL_SUFFIX).get_weights()[0]
+    full = teacher.get_layer(first + factory.LABEL_SUFFIX).get_weights()[0]
+    columns = [int(np.flatnonzero((full == kept[:, [j]]).all(0))[0]) for j in range(kept.shape[1])]
+    np.testing.assert_array_equal(full[:, columns], kept)
+    base_kernel = teacher.get_layer(first).get_weights()[0][:, columns]
+    np.testing.assert_array_equal(base_kernel, student.get_layer(first).get_weights()[0])

@@ -5,8 +5,8 @@ latents z `float32 [N, z_dim]`, drawn from N(0, I), to images
 `float32 [N, H, W, C]` in [-1, 1]: square, with 1 (grey) or 3 (RGB) channels
 (`check_image_shape`); z_dim and the image shape are read off the model.
 A class-conditional generator takes a second input, the class it is asked
-for as a one-hot vector `float32 [N, num_classes]` (concatenated to z inside:
-no embedding lookup, which quantised mobile runtimes handle late); the number
+for as a one-hot vector `float32 [N, num_classes]` (a dense layer takes it with
+z inside: no embedding lookup, which quantised mobile runtimes handle late); the number
 of classes is read off the model too. `class_labels(num, num_classes)` is the
 one way labels are chosen outside a train step: every prefix of it is class-balanced.
 `latents(num, z_dim, seed)` is the one way z is drawn outside a train step:

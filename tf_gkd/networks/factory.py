@@ -32,7 +32,10 @@ the layouts below, at 32×32 (4·2³) they start at 4×4 and have one stage more
 Every generator maps z `[N, z_dim]` to images `[N, H, W, C]` in [-1, 1]; its
 final activation runs in float32 so mixed precision never leaks into outputs.
 With `num_classes` = K > 0 every network is class-conditional and takes a
-second input, `label`, one-hot `[N, K]`: the generator concatenates it to z,
+second input, `label`, one-hot `[N, K]`: the generator's first layer takes it
+with z (a dense layer of [z, label], as the sum of a layer of z and one of the
+label, `<name>_label`, so that each has its own int8 weight scale in
+quantised exports: the label's weights grow larger than z's),
 the encoder to its trunk's features, and the discriminator is a projection
 discriminator (Miyato & Koyama, 2018): logit = w·φ(x) + ⟨φ(x), V·y⟩, with
 φ its `features` and V·y a linear embedding of the one-hot label.
@@ -65,6 +68,8 @@ KINDS = ("dense", "conv", "conv4", "separable")  # Generator kinds.
 TRUNK_KINDS = ("dense", "conv")
 # The generator's final tanh layer; `with_pre_activation` reads its input.
 IMAGES_LAYER = "images"
+# A conditional generator's first layer takes the label through a dense layer of this suffix.
+LABEL_SUFFIX = "_label"
 # The layer whose activations feature-level losses (discriminators) and FID (classifiers) read.
 FEATURES_LAYER = "features"
 
@@ -121,7 +126,7 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
     """Returns a functional Keras generator z [N, z_dim] (and one-hot label [N, K]) → images [N, H, W, C] in [-1, 1].
 
     `image_shape` (H, W, C) defaults to `contract.DEFAULT_IMAGE_SHAPE`; see `stages` for the sizes.
-    `num_classes` > 0 makes it class-conditional: the label is concatenated to z.
+    `num_classes` > 0 makes it class-conditional: the first layer takes the label with z.
     """
     _check_size(kind, width, depth)
     if z_dim <= 0:
@@ -132,24 +137,23 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
     conv_depth = _CONV_DEPTH if depth is None else depth
     z = keras.Input((z_dim,), name="z")
     label = _label_input(num_classes)
-    code = z if label is None else layers.Concatenate(name="z_label")([z, label])
     if kind == "dense":
-        x = code
+        x = z
         for i in range(_DENSE_DEPTH if depth is None else depth):
-            x = layers.Dense(_channels(_DENSE_UNITS, width), name=f"dense_{i}")(x)
+            x = _dense(x, label if i == 0 else None, _channels(_DENSE_UNITS, width), f"dense_{i}")
             x = layers.LeakyReLU(0.2, name=f"lrelu_{i}")(x)
-        x = layers.Dense(math.prod(image_shape), name="to_pixels")(x)
+        x = _dense(x, label if x is z else None, math.prod(image_shape), "to_pixels")
         x = layers.Reshape(image_shape, name="to_image")(x)
     elif kind == "conv":
         c = _channels(_CONV_CHANNELS, width)
-        x = _project(code, (s0, s0, c * 2 ** (k - 1)))
+        x = _project(z, label, (s0, s0, c * 2 ** (k - 1)))
         for i in range(1, k):
             x = _upsample_block(x, c * 2 ** (k - 1 - i), f"up_{s0 * 2**i}")
         x = _blocks(x, c, conv_depth, f"conv_{size // 2}")
         x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name=f"up_{size}")(x)
     else:
         c = _channels(_CONV4_CHANNELS, width)
-        x = _project(code, (_CONV4_START, _CONV4_START, c if kind == "conv4" else max(1, c // 8)))
+        x = _project(z, label, (_CONV4_START, _CONV4_START, c if kind == "conv4" else max(1, c // 8)))
         # A 'valid' transposed convolution of kernel s0 − 3 takes the 4×4 maps to s0×s0 (4 + 4 − 1 = 7).
         x = _upsample_block(x, c, f"up_{s0}", strides=1, padding="valid", kernel_size=s0 - _CONV4_START + 1)
         if kind == "conv4":
@@ -170,9 +174,18 @@ def make_generator(kind="conv", z_dim=100, width=1.0, depth=None, name="generato
     return keras.Model(z if label is None else [z, label], images, name=name)
 
 
-def _project(z, shape):
-    """z → dense projection → BN → leaky ReLU, reshaped to feature maps of `shape`."""
-    x = layers.Dense(math.prod(shape), use_bias=False, name="project")(z)
+def _dense(x, label, units, name, use_bias=True):
+    """Dense(units) of `x`, or with a label of [x, label]: layer `name` of x plus `name`_label of the label."""
+    y = layers.Dense(units, use_bias=use_bias, name=name)(x)
+    if label is None:
+        return y
+    of_label = layers.Dense(units, use_bias=False, name=name + LABEL_SUFFIX)(label)
+    return layers.Add(name=f"{name}_with_label")([y, of_label])
+
+
+def _project(z, label, shape):
+    """z (and label) → dense projection → BN → leaky ReLU, reshaped to feature maps of `shape`."""
+    x = _dense(z, label, math.prod(shape), "project", use_bias=False)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_lrelu")(x)
     return layers.Reshape(shape, name=f"to_{shape[0]}x{shape[1]}")(x)

@@ -13,11 +13,15 @@ Layers are matched by name. Dense, Conv2D and Conv2DTranspose layers (and
 tf_gkd's fast versions of them) are narrowed; a BatchNormalization layer takes
 the channels of the weighted layer before it; a Dense layer whose output a
 Reshape turns into feature maps (a generator's projection of z) is narrowed by
-whole feature maps. Layers without weights pass the selection on.
+whole feature maps. Layers without weights pass the selection on. A
+conditional generator's label projection (`<layer>_label`, beside the first
+layer) keeps the outputs its layer keeps, and all of its inputs (the classes).
 """
 
 import keras
 import numpy as np
+
+from tf_gkd.networks.factory import LABEL_SUFFIX
 
 _WEIGHTED = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 
@@ -50,16 +54,19 @@ def narrow_from(teacher, student):
         shapes = [tuple(w.shape) for w in layer.get_weights()]
         if isinstance(layer, keras.layers.BatchNormalization):
             narrowed = [w if kept is None else w[kept] for w in weights]
+        elif isinstance(layer, keras.layers.Dense) and _is_label_projection(layer, sources):
+            # The first layer's twin: its outputs are those the first layer keeps (chosen by that layer's
+            # weights); the selection carried from layer to layer is the first layer's business.
+            base = layer.name[: -len(LABEL_SUFFIX)]
+            base_index = [other.name for other in student.layers].index(base)
+            maps = _reshaped_to(student.layers, base_index)
+            selected, _ = _dense_selection(
+                sources[base].get_weights()[0], maps, [student.layers[base_index].kernel.shape]
+            )
+            narrowed = [weights[0][:, selected]]
         elif isinstance(layer, keras.layers.Dense):
             kernel = weights[0] if kept is None else weights[0][kept]
-            maps = _reshaped_to(student.layers, index)
-            if maps is None:
-                kept = _largest(np.abs(kernel).sum(0), shapes[0][1])
-            else:  # Whole feature maps: the units (position, channel) of the kept channels.
-                positions = maps[0] * maps[1]
-                norms = np.abs(kernel).reshape(kernel.shape[0], positions, -1).sum((0, 1))
-                kept_maps = _largest(norms, maps[2])
-                kept = (np.arange(positions)[:, None] * len(norms) + kept_maps).reshape(-1)
+            kept, kept_maps = _dense_selection(kernel, _reshaped_to(student.layers, index), shapes)
             narrowed = [kernel[:, kept], *(w[kept] for w in weights[1:])]
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             # Conv2D kernels are [h, w, in, out], Conv2DTranspose kernels [h, w, out, in].
@@ -80,6 +87,24 @@ def narrow_from(teacher, student):
     return student
 
 
+def _dense_selection(kernel, maps, shapes):
+    """(kept units, kept feature maps or None) of a Dense layer's `kernel` narrowed to the student's `shapes`.
+
+    `maps`: the (h, w, c) feature maps a Reshape makes of its units, or None.
+    """
+    if maps is None:
+        return _largest(np.abs(kernel).sum(0), shapes[0][1]), None
+    # Whole feature maps: the units (position, channel) of the kept channels.
+    positions = maps[0] * maps[1]
+    norms = np.abs(kernel).reshape(kernel.shape[0], positions, -1).sum((0, 1))
+    kept_maps = _largest(norms, maps[2])
+    return (np.arange(positions)[:, None] * len(norms) + kept_maps).reshape(-1), kept_maps
+
+
+def _is_label_projection(layer, sources):
+    return layer.name.endswith(LABEL_SUFFIX) and layer.name[: -len(LABEL_SUFFIX)] in sources
+
+
 def _largest(scores, k):
     """Indices of the `k` largest `scores`, in increasing order (channels keep their order)."""
     if k > len(scores):
@@ -92,6 +117,6 @@ def _reshaped_to(layers, index):
     for layer in layers[index + 1 :]:
         if isinstance(layer, keras.layers.Reshape):
             return layer.target_shape
-        if isinstance(layer, _WEIGHTED):
+        if isinstance(layer, _WEIGHTED) and not layer.name.endswith(LABEL_SUFFIX):
             return None
     return None
