@@ -37,27 +37,26 @@ def main(argv):
         raise app.UsageError(f"--out must be a .png file. Received: --out={FLAGS.out}")
     model = runtime.TFLiteGenerator(FLAGS.tflite)
     k = model.num_classes
+    z = contract.latents(FLAGS.num, model.z_dim, FLAGS.seed)
     if not k:
         if FLAGS["label"].present:
             raise app.UsageError(f"{FLAGS.tflite} is unconditional: drop --label.")
-        samples = model(contract.latents(FLAGS.num, model.z_dim, FLAGS.seed))
-        images.save_grid_png(samples, FLAGS.out)
-        print(f"Wrote {FLAGS.num} samples of {FLAGS.tflite} to {FLAGS.out}")
-        return
-    if FLAGS.label == "all":
-        classes, cols = list(range(k)), FLAGS.num
-    elif FLAGS.label.isdigit() and int(FLAGS.label) < k:
-        classes, cols = [int(FLAGS.label)], None
+        samples, cols, what = model.generate(z), None, ""
     else:
-        raise app.UsageError(
-            f"--label must be all or a class in [0, {k}) ({FLAGS.tflite} has {k} classes). "
-            f"Received: --label={FLAGS.label}"
-        )
-    # Each row (class) draws the same latents: the same z, asked for another class.
-    z = contract.latents(FLAGS.num, model.z_dim, FLAGS.seed)
-    samples = model.generate(np.tile(z, (len(classes), 1)), np.repeat(classes, FLAGS.num))
+        if FLAGS.label == "all":
+            classes, cols = list(range(k)), FLAGS.num
+        elif FLAGS.label.isdigit() and int(FLAGS.label) < k:
+            classes, cols = [int(FLAGS.label)], None
+        else:
+            raise app.UsageError(
+                f"--label must be all or a class in [0, {k}) ({FLAGS.tflite} has {k} classes). "
+                f"Received: --label={FLAGS.label}"
+            )
+        # Each row (class) draws the same latents: the same z, asked for another class.
+        samples = model.generate(np.tile(z, (len(classes), 1)), np.repeat(classes, FLAGS.num))
+        what = f" (classes {', '.join(map(str, classes))})"
     images.save_grid_png(samples, FLAGS.out, cols=cols)
-    print(f"Wrote {len(samples)} samples of {FLAGS.tflite} (classes {', '.join(map(str, classes))}) to {FLAGS.out}")
+    print(f"Wrote {len(samples)} samples of {FLAGS.tflite}{what} to {FLAGS.out}")
 
 
 def run():

@@ -19,6 +19,10 @@ class TrainStepModel(keras.Model):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         del iterator, data_batch  # Everything is built already.
 
+    def one_hot(self, labels):
+        """One-hot float32 [N, num_classes] of int `labels` [N], in the graph (conditional models)."""
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
     def logs(self, metrics=None):
         """{name: result} of `metrics` (default: all of them), as a step returns its logs.
 

@@ -233,19 +233,16 @@ class GeneratorDistiller(TrainStepModel):
     def sample_z(self, batch_size):
         return distribute.normal((batch_size, self.z_dim), self.seed_generator)
 
-    def _one_hot(self, labels):
-        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
-
     def _labels(self, data, batch_size):
         """One-hot labels of the student's batch (None: unconditional): the pairs', the real images', or uniform."""
         if not self.num_classes:
             return None
         if "label" in data:
-            return self._one_hot(data["label"])
+            return self.one_hot(data["label"])
         if "real_labels" in data:
-            return self._one_hot(data["real_labels"])
+            return self.one_hot(data["real_labels"])
         u = distribute.uniform((batch_size,), self.seed_generator)
-        return self._one_hot(tf.minimum(tf.cast(u * self.num_classes, tf.int32), self.num_classes - 1))
+        return self.one_hot(tf.minimum(tf.cast(u * self.num_classes, tf.int32), self.num_classes - 1))
 
     def _real_labels(self, data):
         """One-hot labels of the batch's real images (None: unconditional)."""
@@ -253,7 +250,7 @@ class GeneratorDistiller(TrainStepModel):
             return None
         if "real_labels" not in data:
             raise ValueError("A class-conditional distiller's batches bring the real images' labels: 'real_labels'.")
-        return self._one_hot(data["real_labels"])
+        return self.one_hot(data["real_labels"])
 
     def _targets(self, data):
         """(z, one-hot labels or None, teacher images) of a batch: read from it offline, computed online."""

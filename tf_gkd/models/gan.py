@@ -98,7 +98,7 @@ class GAN(TrainStepModel):
             return real, None
         if not isinstance(data, (tuple, list)):
             raise ValueError("A class-conditional GAN trains on batches of (images, labels).")
-        return real, tf.one_hot(tf.cast(data[1], tf.int32), self.num_classes)
+        return real, self.one_hot(data[1])
 
     def train_step(self, data):
         real, labels = self._batch(data)

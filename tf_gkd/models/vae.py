@@ -85,7 +85,7 @@ class VAE(TrainStepModel):
             return None
         if labels is None:
             raise ValueError(f"This VAE is class-conditional ({self.num_classes} classes): give the images' labels.")
-        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        return self.one_hot(labels)
 
     def _batch(self, data):
         """(images, their labels or None) of a batch."""

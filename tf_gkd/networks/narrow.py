@@ -60,13 +60,11 @@ def narrow_from(teacher, student):
             base = layer.name[: -len(LABEL_SUFFIX)]
             base_index = [other.name for other in student.layers].index(base)
             maps = _reshaped_to(student.layers, base_index)
-            selected, _ = _dense_selection(
-                sources[base].get_weights()[0], maps, [student.layers[base_index].kernel.shape]
-            )
+            selected, _ = _dense_selection(sources[base].get_weights()[0], maps, shapes[0][1])
             narrowed = [weights[0][:, selected]]
         elif isinstance(layer, keras.layers.Dense):
             kernel = weights[0] if kept is None else weights[0][kept]
-            kept, kept_maps = _dense_selection(kernel, _reshaped_to(student.layers, index), shapes)
+            kept, kept_maps = _dense_selection(kernel, _reshaped_to(student.layers, index), shapes[0][1])
             narrowed = [kernel[:, kept], *(w[kept] for w in weights[1:])]
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             # Conv2D kernels are [h, w, in, out], Conv2DTranspose kernels [h, w, out, in].
@@ -87,13 +85,13 @@ def narrow_from(teacher, student):
     return student
 
 
-def _dense_selection(kernel, maps, shapes):
-    """(kept units, kept feature maps or None) of a Dense layer's `kernel` narrowed to the student's `shapes`.
+def _dense_selection(kernel, maps, units):
+    """(kept units, kept feature maps or None) of a Dense layer's `kernel` narrowed to `units` outputs.
 
     `maps`: the (h, w, c) feature maps a Reshape makes of its units, or None.
     """
     if maps is None:
-        return _largest(np.abs(kernel).sum(0), shapes[0][1]), None
+        return _largest(np.abs(kernel).sum(0), units), None
     # Whole feature maps: the units (position, channel) of the kept channels.
     positions = maps[0] * maps[1]
     norms = np.abs(kernel).reshape(kernel.shape[0], positions, -1).sum((0, 1))

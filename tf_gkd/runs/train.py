@@ -273,12 +273,12 @@ def _train(config, workdir, run_dir=None):
         teacher_lib.check_image_shape(teacher, images.shape[1:], config.dataset)
         teacher_lib.check_conditioning(teacher, classes)
         return _train_distill(config, workdir, images, labels, teacher, run_dir)
-    return _TRAINERS[config.model](config, workdir, images, labels, run_dir)
+    return _TRAINERS[config.model](config, workdir, images, labels, classes, run_dir)
 
 
-def _train_gan(config, workdir, images, labels, run_dir):
+def _train_gan(config, workdir, images, labels, classes, run_dir):
     """The GAN branch of `train`."""
-    model = build_gan(config, images.shape[1:], num_classes(config))
+    model = build_gan(config, images.shape[1:], classes)
     logging.info(
         "Generator %s: %d parameters; discriminator: %d.",
         config.generator_kind,
@@ -297,9 +297,9 @@ def _train_gan(config, workdir, images, labels, run_dir):
     return model
 
 
-def _train_vae(config, workdir, images, labels, run_dir):
+def _train_vae(config, workdir, images, labels, classes, run_dir):
     """The VAE branch of `train`: fit, then the held-out evaluation and latent pictures."""
-    model = build_vae(config, images.shape[1:], num_classes(config))
+    model = build_vae(config, images.shape[1:], classes)
     logging.info(
         "VAE: %s encoder, %d parameters; %s decoder: %d.",
         config.encoder_kind,
