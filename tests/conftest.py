@@ -28,6 +28,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def short_quantization_aware_tuning():
+    """gkd-export's int8_qat tunes for qat.STEPS steps; on tiny test generators a few show the same path."""
+    from tf_gkd.export import qat
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(qat, "STEPS", 50)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def float32_after_each_test():
     """Training sets Keras's global dtype policy (`--mixed_precision=auto` may pick bfloat16): no test leaks it."""

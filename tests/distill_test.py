@@ -9,6 +9,7 @@ from tf_gkd import contract, rundir
 from tf_gkd.data import pairs as pairs_lib
 from tf_gkd.losses import distill as losses
 from tf_gkd.models import distiller as distill_lib
+from tf_gkd.models.adversary import Adversary
 from tf_gkd.networks import factory
 from tf_gkd.runs import train as runs
 from tf_gkd.runs.config import TrainConfig
@@ -230,6 +231,33 @@ def test_r1_penalty_trains_the_discriminator():
     plain, r1 = tiny_distiller(adversarial_weight=0.1), tiny_distiller(adversarial_weight=0.1, r1_weight=10.0)
     d_plain, d_r1 = fit(plain, 1).history["d_loss"][0], fit(r1, 1).history["d_loss"][0]
     assert np.isfinite(d_r1) and d_r1 > d_plain  # Same weights and batch: the penalty adds to the loss.
+    # Lazy R1 in the compiled step: the first update is due, weighted by the interval.
+    lazy = tiny_distiller(adversarial_weight=0.1, r1_weight=10.0, r1_interval=2)
+    assert fit(lazy, 1).history["d_loss"][0] == pytest.approx(d_plain + 2 * (d_r1 - d_plain), rel=1e-4)
+
+
+def test_lazy_r1_is_the_penalty_times_its_interval_on_every_nth_update():
+    keras.utils.set_random_seed(3)
+    discriminator = factory.make_discriminator("dense", width=0.1)
+    fake = np.random.default_rng(1).uniform(-1, 1, REAL.shape).astype(np.float32)
+
+    def d_loss(r1_weight, r1_interval=1, update=0):
+        adversary = Adversary(
+            discriminator, keras.random.SeedGenerator(0), r1_weight=r1_weight, r1_interval=r1_interval
+        )
+        adversary.compile(keras.optimizers.Adam())
+        adversary.build_optimizer()
+        adversary.optimizer.iterations.assign(update)
+        return float(adversary.discriminator_loss(REAL, fake)[0])
+
+    plain, every_update = d_loss(0.0), d_loss(1.0)
+    assert every_update > plain + 1e-4
+    for update in (0, 3, 6):
+        assert d_loss(1.0, 3, update) == pytest.approx(plain + 3 * (every_update - plain), rel=1e-5)
+    for update in (1, 2, 5):
+        assert d_loss(1.0, 3, update) == pytest.approx(plain, rel=1e-6)
+    with pytest.raises(ValueError, match="r1_interval must be >= 1"):
+        Adversary(discriminator, keras.random.SeedGenerator(0), r1_weight=1.0, r1_interval=0)
 
 
 def test_energy_distance_by_hand_and_zero_for_one_distribution():

@@ -96,6 +96,17 @@ def test_every_variant_round_trips_within_its_tolerance(exported):
     assert report["min_runtime_table"] == opversions.table_source()
 
 
+def test_the_tuned_int8_file_is_the_int8_file_of_a_network_prepared_for_it(exported):
+    generator, export_dir, report = exported
+    int8, tuned = report["tflite"]["int8"], report["tflite"]["int8_qat"]
+    # The same operators (a transposed convolution may gain the bias of a folded batch norm), still
+    # loaded by the old runtimes.
+    assert tuned["ops"] == int8["ops"]
+    assert opversions.loads_on(tuned["min_runtime"]["version"], "2.14.0")
+    assert report["qat"]["steps"] == exporter.qat.STEPS
+    assert set(report["qat"]) == {"steps", "l1_calibrated", "l1_narrowed", "l1_after", "tuning_kept"}
+
+
 def test_files_keep_only_what_the_runtime_reads(exported):
     # No tensor names, description or conversion metadata; the signature and its names stay usable.
     _, export_dir, _ = exported

@@ -153,6 +153,7 @@ def run_tiny_pipeline(workdir, tmp_path, *args):
         f"--students=tiny={tmp_path / 'student.cfg'}",
         "--export=tiny",
         "--export_args=--skip_fid",
+        "--export_args=--qat_steps=20",
         "--evaluate_args=--num_samples=40",
         "--evaluate_args=--batch_size=20",
         "--evaluate_args=--latency_batch_sizes=1",
@@ -224,7 +225,7 @@ def test_tiny_colour_pipeline_at_32x32x3_class_conditional(shapes_data_dir, tmp_
         "label float32 [N, 10] (one-hot) -> images uint8 [N, 32, 32, 3]"
         in (report["saved_model"]["signatures"]["serving_uint8"])
     )
-    assert set(report["tflite"]) == {"fp32", "fp16", "dynamic", "int8"}
+    assert set(report["tflite"]) == {"fp32", "fp16", "dynamic", "int8", "int8_qat"}
     for entry in report["tflite"].values():  # Each matched the Keras model on the verification inputs.
         assert entry["max_abs_diff"] <= entry["tolerance"]["max_abs_diff"]
         assert entry["label_shape"] == [None, 10]

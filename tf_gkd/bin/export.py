@@ -2,7 +2,7 @@
 
     gkd-export --generator=runs/quickstart --name=quickstart     # → saved_models/quickstart/
 
-Writes `saved_model/`, `model_{fp32,fp16,dynamic,int8}.tflite` and
+Writes `saved_model/`, `model_{fp32,fp16,dynamic,int8,int8_qat}.tflite` and
 `export_report.json` (sizes, differences from Keras, operators with their
 versions and the oldest TFLite runtime that loads each file, LiteRT latency,
 FID with the gkd-evaluate evaluator). Every TFLite file is run with LiteRT and
@@ -10,7 +10,9 @@ compared with the Keras generator; past its tolerance the export fails and
 nothing is left at --export_dir. With --fixed_batch=N, each variant is also
 written with the static input shape [N, z_dim] as `model_<variant>_b<N>.tflite`
 (no operators computing the batch at run time, as GPU delegates want).
-With --target_runtime=X.Y, only files that load on TFLite runtime X.Y are
+`model_int8_qat.tflite` is the int8 file of the generator tuned for int8
+(`tf_gkd.export.qat`: ranges chosen for the rounding, --qat_steps of
+quantization-aware tuning). With --target_runtime=X.Y, only files that load on TFLite runtime X.Y are
 written; the others are left out with the reason (printed and in the report).
 """
 
@@ -20,7 +22,7 @@ from absl import app, flags
 
 from tf_gkd import errors
 from tf_gkd.bin import common, evaluator_flags
-from tf_gkd.export import exporter, opversions, tflite
+from tf_gkd.export import exporter, opversions, qat, tflite
 from tf_gkd.networks import io as model_io
 
 flags.DEFINE_string(
@@ -46,6 +48,12 @@ flags.DEFINE_string(
     None,
     "The oldest TFLite runtime the files must load on (e.g. 2.14, the last standalone tflite-runtime): files "
     "that would need a newer one are left out, with the reason (default: no limit).",
+)
+flags.DEFINE_integer(
+    "qat_steps",
+    qat.STEPS,
+    "Steps of quantization-aware tuning for the int8_qat file (0: only its ranges are chosen for int8).",
+    lower_bound=0,
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
 common.define_data_flags("Its test split is the FID reference.")
@@ -93,6 +101,7 @@ def main(argv):
         FLAGS.seed,
         fixed_batch=FLAGS.fixed_batch,
         target_runtime=FLAGS.target_runtime,
+        qat_steps=FLAGS.qat_steps,
     )
 
     width = max(len("keras generator"), *(len(entry["file"]) for entry in report["tflite"].values()))

@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 
 from tf_gkd import contract, files
-from tf_gkd.export import opversions, runtime, tflite
+from tf_gkd.export import opversions, qat, runtime, tflite
 from tf_gkd.export.tflite import ExportError
 from tf_gkd.networks import io as model_io
 
@@ -122,7 +122,9 @@ def _write_tflite(
     return entry, None
 
 
-def _write_files(generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch, target_runtime):
+def _write_files(
+    generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch, target_runtime, qat_steps
+):
     """Writes and verifies every file in `directory`; returns the report (also written there)."""
     z_dim, num_classes = contract.z_dim(generator), contract.num_classes(generator)
     model = tflite.float32_copy(generator)
@@ -180,15 +182,33 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
     report["hybrid_kernel_runtimes"] = dict(opversions.HYBRID_RUNTIMES)
     report["fixed_batch"] = fixed_batch
     report["target_runtime"] = target_runtime
-    report["left_out"] = {}  # {file: why}: the files that would not load on target_runtime.
-    saved_models = {None: saved_model}
+    report["left_out"] = {}  # {file: why}: the files that would not load on target_runtime, or were not tuned.
+    # The SavedModels the files are converted from, {(float or qat, batch size): directory}: beside the
+    # export's own, the same model with signatures of the static shape [fixed_batch, z_dim], and the model
+    # tuned for int8 (`qat`). Not part of the export: removed once the files are written.
+    sources = {("float", None): saved_model}
+    batch_sizes = [None] if fixed_batch is None else [None, fixed_batch]
+    hidden = []
+    if "int8_qat" in variants:
+        try:
+            tuned, report["qat"] = qat.fine_tune(model, tflite.calibration_batches(z_dim, None, num_classes), qat_steps)
+        except qat.QATError as e:
+            variants = [v for v in variants if v != "int8_qat"]
+            for batch_size in batch_sizes:
+                report["left_out"][tflite.tflite_file("int8_qat", batch_size)] = f"was not tuned: {e}"
+            logging.warning("int8_qat left out: %s", e)
+    if "int8_qat" in variants:
+        for batch_size in batch_sizes:
+            hidden.append(os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_qat_b{batch_size}"))
+            tflite.write_saved_model(tuned.model, hidden[-1], batch_size)
+            sources["qat", batch_size] = hidden[-1]
     if fixed_batch is not None:
-        # The same float model with signatures of the static shape [fixed_batch, z_dim]: the fixed-batch files
-        # are converted from it. Not part of the export: removed once they are written.
-        saved_models[fixed_batch] = os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_b{fixed_batch}")
-        tflite.write_saved_model(model, saved_models[fixed_batch], fixed_batch)
+        hidden.append(os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_b{fixed_batch}"))
+        tflite.write_saved_model(model, hidden[-1], fixed_batch)
+        sources["float", fixed_batch] = hidden[-1]
     for variant in variants:
-        for batch_size, source in saved_models.items():
+        for batch_size in batch_sizes:
+            source = sources["qat" if variant == "int8_qat" else "float", batch_size]
             entry, why = _write_tflite(
                 directory,
                 source,
@@ -223,8 +243,8 @@ def _write_files(generator, directory, name, variants, evaluator, num_samples, s
                 f"{entry['fid']:.3f}" if "fid" in entry else "skipped",
                 entry["latency_ms_per_image"]["batch_1"],
             )
-    if fixed_batch is not None:
-        shutil.rmtree(saved_models[fixed_batch])
+    for source in hidden:
+        shutil.rmtree(source)
     if not report["tflite"]:
         raise ExportError(
             f"No TFLite file loads on runtime {target_runtime}: "
@@ -247,6 +267,7 @@ def export_generator(
     seed=0,
     fixed_batch=None,
     target_runtime=None,
+    qat_steps=None,
 ):
     """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
 
@@ -264,12 +285,14 @@ def export_generator(
       target_runtime: None, or the oldest TFLite runtime the files must load on
         ("2.14", "2.14.0"): a file that would not is left out, with the reason
         in the report's `left_out`.
+      qat_steps: steps of quantization-aware tuning for the `int8_qat` variant
+        (`qat.fine_tune`; None: `qat.STEPS`; 0: only its ranges are chosen).
 
     Returns:
       The report, as written.
 
     Raises:
-      ValueError: `variants`, `fixed_batch` or `target_runtime` is invalid (before anything is written).
+      ValueError: `variants`, `fixed_batch`, `target_runtime` or `qat_steps` is invalid (before anything is written).
       ExportError: the destination exists (without `overwrite`), a conversion
         fails, a file fails its verification, or no file loads on
         `target_runtime`. Nothing is then left at
@@ -280,6 +303,9 @@ def export_generator(
     if unknown or not variants:
         raise ValueError(f"variants must be a non-empty subset of {tflite.VARIANTS}. Received: {list(variants)}")
     tflite.check_batch_size(fixed_batch)
+    qat_steps = qat.STEPS if qat_steps is None else qat_steps
+    if qat_steps < 0:
+        raise ValueError(f"qat_steps must be >= 0. Received: qat_steps={qat_steps}")
     if target_runtime is not None:
         try:
             target_runtime = opversions.parse_target(target_runtime)
@@ -292,6 +318,15 @@ def export_generator(
         # Checked again before the swap: a process that does not lock (a user) may have written it meanwhile.
         with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
             report = _write_files(
-                generator, tmp, name, list(variants), evaluator, num_samples, seed, fixed_batch, target_runtime
+                generator,
+                tmp,
+                name,
+                list(variants),
+                evaluator,
+                num_samples,
+                seed,
+                fixed_batch,
+                target_runtime,
+                qat_steps,
             )
     return report

@@ -15,7 +15,13 @@ Variants (all with TFLite builtin operators only, no Flex/SELECT_TF_OPS):
   calibrated on a representative set of z ~ N(0, I). Input and output stay
   float32 (a QUANTIZE and a DEQUANTIZE operator at the ends, negligible next
   to the network): the app feeds z and reads images exactly as with the
-  other variants.
+  other variants;
+- `int8_qat`: full integer too, of the generator after quantization-aware
+  tuning (`tf_gkd.export.qat`): batch normalization folded, each activation's
+  range chosen for the rounding rather than its min and max, the weights
+  tuned with the rounding simulated. The converter reads those ranges from
+  the tuned model's fake-quantization operators; same operators, same size
+  as `int8`.
 
 A class-conditional generator's files take a second input, `label`, one-hot
 float32 [N, K] (no ONE_HOT or embedding operator inside, so the quantised
@@ -42,7 +48,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 from tf_gkd import contract, errors
 from tf_gkd.export import runtime
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8_qat")
 SAVED_MODEL_DIR = "saved_model"
 # Signature names of the SavedModel; both take `z` (and `label`, class-conditional) and return `images`.
 FLOAT_SIGNATURE = "serving_default"
@@ -61,6 +67,7 @@ TOLERANCES = {
     "fp16": {"max_abs_diff": 0.04, "mean_abs_diff": 1e-3},
     "dynamic": {"max_abs_diff": 1.4, "mean_abs_diff": 0.02},
     "int8": {"max_abs_diff": 2.0, "mean_abs_diff": 0.15},
+    "int8_qat": {"max_abs_diff": 2.0, "mean_abs_diff": 0.15},
 }
 # Latents the int8 variant's activation ranges are calibrated on.
 CALIBRATION_SAMPLES = 500
@@ -188,7 +195,9 @@ def convert(saved_model_dir, variant, z_dim, batch_size=None, num_classes=0):
         # version 9 (TFLite runtime 2.3) instead of 12 (runtime 2.17), the file is smaller, and its FID
         # the same (docs/results.md#dynamic-range-dense-weights-per-tensor).
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-    if variant == "int8":
+    if variant in ("int8", "int8_qat"):
+        # int8_qat's SavedModel has its ranges in fake-quantization operators, which take precedence over
+        # the calibration (which the converter requires all the same).
         batches = calibration_batches(z_dim, batch_size, num_classes)
         # Inputs by their signature names: the converter may order a signature's inputs its own way.
         converter.representative_dataset = lambda: iter(batches)

@@ -32,13 +32,26 @@ class Adversary:
       real_label: target for real images (< 1: one-sided label smoothing; the
         sigmoid losses only).
       r1_weight: γ of the R1 penalty, (γ/2)·E‖∇D(x)‖² on real images; 0 leaves it out.
+      r1_interval: the penalty is computed on every `r1_interval`-th discriminator
+        update only, weighted `r1_interval` times (lazy regularisation, as in
+        StyleGAN2): the same penalty on average for a fraction of its second
+        backward pass.
     """
 
     def __init__(
-        self, discriminator, seed_generator, loss="non_saturating", gp_weight=10.0, real_label=1.0, r1_weight=0.0
+        self,
+        discriminator,
+        seed_generator,
+        loss="non_saturating",
+        gp_weight=10.0,
+        real_label=1.0,
+        r1_weight=0.0,
+        r1_interval=1,
     ):
         if r1_weight < 0:
             raise ValueError(f"r1_weight must be >= 0. Received: r1_weight={r1_weight}")
+        if r1_interval < 1:
+            raise ValueError(f"r1_interval must be >= 1. Received: r1_interval={r1_interval}")
         self.discriminator = discriminator
         self.seed_generator = seed_generator
         self.loss = loss
@@ -46,6 +59,7 @@ class Adversary:
         self.gp_weight = gp_weight
         self.real_label = real_label
         self.r1_weight = r1_weight
+        self.r1_interval = r1_interval
         self.optimizer = None
         self._critic = None  # A view of the discriminator (no weights of its own) for feature losses.
         if factory.FEATURES_LAYER in [layer.name for layer in discriminator.layers]:
@@ -79,8 +93,19 @@ class Adversary:
             alpha = distribute.uniform((tf.shape(real)[0], 1, 1, 1), self.seed_generator)
             loss += self.gp_weight * gan_losses.gradient_penalty(critic, real, fake, alpha)
         if self.r1_weight > 0:
-            loss += 0.5 * self.r1_weight * gan_losses.r1_penalty(critic, real)
+            loss += 0.5 * self.r1_weight * self._r1(critic, real)
         return loss, real_logits, fake_logits
+
+    def _r1(self, critic, real):
+        """The R1 penalty of this update: every update's, or `r1_interval` times it on every `r1_interval`-th."""
+        if self.r1_interval == 1:
+            return gan_losses.r1_penalty(critic, real)
+        due = tf.equal(self.optimizer.iterations % self.r1_interval, 0)
+        return tf.cond(
+            due,
+            lambda: self.r1_interval * gan_losses.r1_penalty(critic, real),
+            lambda: tf.zeros((), tf.float32),
+        )
 
     def train_step(self, real, fake, real_labels=None, fake_labels=None):
         """One discriminator update on `real` and `fake` (no gradient reaches the generator); returns the loss terms."""

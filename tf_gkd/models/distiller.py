@@ -74,8 +74,9 @@ class GeneratorDistiller(TrainStepModel):
       total_steps: the run's length in steps, which the schedules' progress is
         a share of (needed by any schedule other than `constant`).
       posterior_fraction: share of each batch with posterior latents (VAE teachers).
-      loss, gp_weight, real_label, r1_weight: the adversary's GAN loss, its
-        gradient-penalty weight (wasserstein), real-image target and R1 penalty weight.
+      loss, gp_weight, real_label, r1_weight, r1_interval: the adversary's GAN
+        loss, its gradient-penalty weight (wasserstein), real-image target, R1
+        penalty weight and the updates between R1 penalties (`Adversary`).
       ema_decay: decay of the weight average `ema_student`, the student that
         is sampled and saved (as for `tf_gkd.models.gan.GAN`).
       seed: seed of the model's `SeedGenerator` (z and the adversary's noise).
@@ -109,6 +110,7 @@ class GeneratorDistiller(TrainStepModel):
         ema_decay=0.999,
         real_label=1.0,
         r1_weight=0.0,
+        r1_interval=1,
         seed=None,
         **kwargs,
     ):
@@ -170,6 +172,7 @@ class GeneratorDistiller(TrainStepModel):
                 gp_weight=gp_weight,
                 real_label=real_label,
                 r1_weight=r1_weight,
+                r1_interval=r1_interval,
             )
         self.ema_decay = ema_decay
         self.ema_student = ema.averaged_copy(student)

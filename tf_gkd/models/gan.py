@@ -30,6 +30,8 @@ class GAN(TrainStepModel):
       real_label: target for real images in the sigmoid losses (<1 is one-sided
         label smoothing).
       r1_weight: γ of the discriminator's R1 penalty (0: none).
+      r1_interval: the R1 penalty is applied every `r1_interval` discriminator
+        updates, weighted as many times (`Adversary`).
       seed: seed of the model's `SeedGenerator` (z and interpolation weights).
     """
 
@@ -43,6 +45,7 @@ class GAN(TrainStepModel):
         ema_decay=0.999,
         real_label=1.0,
         r1_weight=0.0,
+        r1_interval=1,
         seed=None,
         **kwargs,
     ):
@@ -60,6 +63,7 @@ class GAN(TrainStepModel):
             gp_weight=gp_weight,
             real_label=real_label,
             r1_weight=r1_weight,
+            r1_interval=r1_interval,
         )
         self.d_steps = d_steps
         self.ema_decay = ema_decay

@@ -250,6 +250,13 @@ class TrainConfig:
         minimum=0,
         identity=("gan", "distill"),
     )
+    r1_interval: int = option(
+        1,
+        "Lazy R1: compute the penalty on every N-th discriminator update only, weighted N times "
+        "(the same penalty on average for a fraction of its cost).",
+        minimum=1,
+        identity=("gan", "distill"),
+    )
     real_label: float = option(
         1.0, "Target for real images (<1: one-sided label smoothing; sigmoid losses only).", above=0, maximum=1
     )

@@ -145,6 +145,7 @@ def build_gan(config, image_shape, num_classes=0):
         ema_decay=config.ema_decay,
         real_label=config.real_label,
         r1_weight=config.r1_weight,
+        r1_interval=config.r1_interval,
         seed=config.seed,
     )
     model.compile(
@@ -379,6 +380,7 @@ def build_distiller(config, teacher):
         ema_decay=config.ema_decay,
         real_label=config.real_label,
         r1_weight=config.r1_weight,
+        r1_interval=config.r1_interval,
         seed=config.seed,
     )
     model.compile(
