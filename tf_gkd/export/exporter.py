@@ -197,11 +197,11 @@ def _write_files(
             for batch_size in batch_sizes:
                 report["left_out"][tflite.tflite_file("int8_qat", batch_size)] = f"was not tuned: {e}"
             logging.warning("int8_qat left out: %s", e)
-    if "int8_qat" in variants:
-        for batch_size in batch_sizes:
-            hidden.append(os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_qat_b{batch_size}"))
-            tflite.write_saved_model(tuned.model, hidden[-1], batch_size)
-            sources["qat", batch_size] = hidden[-1]
+        else:
+            for batch_size in batch_sizes:
+                hidden.append(os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_qat_b{batch_size}"))
+                tflite.write_saved_model(tuned.model, hidden[-1], batch_size)
+                sources["qat", batch_size] = hidden[-1]
     if fixed_batch is not None:
         hidden.append(os.path.join(directory, f".{tflite.SAVED_MODEL_DIR}_b{fixed_batch}"))
         tflite.write_saved_model(model, hidden[-1], fixed_batch)

@@ -100,6 +100,21 @@ def _producers(tensor):
     return tensor._keras_history.operation
 
 
+def _consumers(model):
+    """{id(layer): [the layers that take its output]} of a functional model."""
+    consumers = {}
+    for layer in model.layers:
+        if not isinstance(layer, layers.InputLayer):
+            for tensor in _node(layer).input_tensors:
+                consumers.setdefault(id(_producers(tensor)), []).append(layer)
+    return consumers
+
+
+def _linear(layer):
+    """Whether `layer` is a kernel layer without activation."""
+    return _kernel_kind(layer) is not None and layer.get_config().get("activation", "linear") == "linear"
+
+
 def _fold_plan(model):
     """{batch-norm layer name: [names of the kernel layers it folds into]} of every foldable batch norm.
 
@@ -107,19 +122,10 @@ def _fold_plan(model):
     is a kernel layer without activation used by nothing else, or into every
     input of an `Add` of such layers (a conditional generator's first layer).
     """
-    consumers = {}
-    for layer in model.layers:
-        if isinstance(layer, layers.InputLayer):
-            continue
-        for tensor in _node(layer).input_tensors:
-            consumers.setdefault(id(_producers(tensor)), []).append(layer)
+    consumers = _consumers(model)
 
     def single_use_linear(layer):
-        return (
-            _kernel_kind(layer) is not None
-            and layer.get_config().get("activation", "linear") == "linear"
-            and len(consumers.get(id(layer), [])) == 1
-        )
+        return _linear(layer) and len(consumers.get(id(layer), [])) == 1
 
     plan = {}
     for layer in model.layers:
@@ -228,26 +234,19 @@ def _chains(model):
     used once); between A and B only `_HOMOGENEOUS` layers, each used once,
     exactly one of them a LeakyReLU or ReLU.
     """
-    consumers = {}
-    for layer in model.layers:
-        if not isinstance(layer, layers.InputLayer):
-            for tensor in _node(layer).input_tensors:
-                consumers.setdefault(id(_producers(tensor)), []).append(layer)
+    consumers = _consumers(model)
 
     def only_consumer(layer):
         users = consumers.get(id(layer), [])
         return users[0] if len(users) == 1 else None
 
-    def linear(layer):
-        return _kernel_kind(layer) is not None and layer.get_config().get("activation", "linear") == "linear"
-
     chains = []
     for layer in model.layers:
         if isinstance(layer, layers.Add):
             sources = [_producers(t) for t in _node(layer).input_tensors]
-            if not all(linear(p) and only_consumer(p) is layer for p in sources):
+            if not all(_linear(p) and only_consumer(p) is layer for p in sources):
                 continue
-        elif linear(layer):
+        elif _linear(layer):
             sources = [layer]
         else:
             continue
