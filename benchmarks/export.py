@@ -7,13 +7,17 @@
 Exports the teacher and every --student as gkd-export does (all variants, with
 FID on --num_samples samples: the gkd-evaluate evaluator, the domain
 classifier's features against the test split) into <workdir>/<name> (replaced
-on every run), then loads every file under an older TFLite runtime, the one of
+on every run), and as the reference of the rewrite for mobile runtimes
+(`tf_gkd.export.rewrite`), its fp32 and int8 files converted from the generator
+as it is (gkd-export --nomobile_rewrite, no FID) into <workdir>/<name>_as_is;
+then loads every file under an older TFLite runtime, the one of
 --old_runtime_python (tflite-runtime 2.14 in the virtual environment that
 scripts/setup.sh makes), and compares its output with the Keras generator's.
 Prints, per model and file: bytes, the oldest runtime that loads it (from the
 export report), LiteRT latency per image at batch 1 and 64 (one thread), FID,
 whether it runs and matches under the older runtime, and at batch 1 how many
-times faster it is than the teacher's same variant and than its own fp32.
+times faster it is than the teacher's same variant and than its own fp32; then,
+per model, the fp32 and int8 latency without the rewrite and with it.
 With --profile_layers, also where a file's time goes: for every model, the
 fp32 and int8 LiteRT latency at batch 1 of each prefix of the network (the
 sub-model up to the end of each stage: a layer whose successor is not a batch
@@ -41,7 +45,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from tf_gkd import contract  # noqa: E402
 from tf_gkd.data import datasets  # noqa: E402
 from tf_gkd.evaluation import evaluate  # noqa: E402
-from tf_gkd.export import exporter, runtime, tflite  # noqa: E402
+from tf_gkd.export import exporter, rewrite, runtime, tflite  # noqa: E402
 from tf_gkd.networks import io as model_io  # noqa: E402
 
 import runs as runs_lib  # noqa: E402 (benchmarks/runs.py)
@@ -70,7 +74,15 @@ CHECK_LATENTS = 8
 
 
 # Layers that the converter fuses into the layer before them: a prefix never ends just before one.
-FUSED = (keras.layers.BatchNormalization, keras.layers.LeakyReLU, keras.layers.ReLU, keras.layers.Activation)
+FUSED = (
+    keras.layers.BatchNormalization,
+    rewrite.FoldedBatchNorm,
+    keras.layers.LeakyReLU,
+    keras.layers.ReLU,
+    keras.layers.Activation,
+)
+# The files converted from the generator as it is too, the reference of the rewrite for mobile runtimes.
+AS_IS_VARIANTS = ("fp32", "int8")
 
 
 class _Prefix:
@@ -92,8 +104,9 @@ class _Prefix:
 
 
 def profile_stages(generator):
-    """[(last layer of the stage, {variant: ms per image at batch 1 of the prefix up to it})] for fp32 and int8."""
-    model = tflite.float32_copy(generator)
+    """[(last layer of the stage, {variant: ms per image at batch 1 of the prefix up to it})] for fp32 and int8,
+    of the generator rewritten for mobile runtimes, as gkd-export converts it."""
+    model = rewrite.for_mobile(tflite.float32_copy(generator))
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     ends = [layer for layer, after in zip(layers, [*layers[1:], None]) if not isinstance(after, FUSED)]
     z_dim = model.inputs[0].shape[-1]
@@ -156,6 +169,9 @@ def main(argv):
             generator, export_dir, name, overwrite=True, evaluator=evaluator, num_samples=FLAGS.num_samples
         )
         verdicts, old_runtime = old_runtime_check(generator, export_dir, report)
+        as_is = exporter.export_generator(
+            generator, export_dir + "_as_is", name, AS_IS_VARIANTS, overwrite=True, mobile_rewrite=False
+        )
         results[name] = {"path": os.path.abspath(path), "params": report["params"], "keras_fid": report["keras"]["fid"]}
         results[name]["files"] = {
             variant: {
@@ -168,6 +184,10 @@ def main(argv):
                 "old_runtime": verdicts[entry["file"]] if verdicts else "not checked",
             }
             for variant, entry in report["tflite"].items()
+        }
+        results[name]["without_rewrite"] = {
+            variant: {f"ms_per_image_{b}": ms for b, ms in entry["latency_ms_per_image"].items()}
+            for variant, entry in as_is["tflite"].items()
         }
     teacher = results["teacher"]["files"]
     for name, model in results.items():
@@ -215,6 +235,16 @@ def main(argv):
                 f"{name:8s} {r['file']:22s} {r['size_bytes']:9d} {r['min_runtime']['version']:>11s} "
                 f"{r['ms_per_image_batch_1']:8.4g} {r['ms_per_image_batch_64']:8.4g} {r['fid']:7.3f} "
                 f"{r['speedup_vs_teacher_batch_1']:6.2f} {r['speedup_vs_own_fp32_batch_1']:6.2f}  {r['old_runtime']}"
+            )
+    print("\nThe rewrite for mobile runtimes: ms per image at batch 1 (and 64), the generator as it is -> rewritten")
+    for name, model in results.items():
+        for variant, before in model["without_rewrite"].items():
+            after = model["files"][variant]
+            b1, b64 = before["ms_per_image_batch_1"], before["ms_per_image_batch_64"]
+            print(
+                f"{name:8s} {variant:6s} {b1:8.4g} -> {after['ms_per_image_batch_1']:8.4g} "
+                f"({b1 / after['ms_per_image_batch_1']:.2f}x)   batch 64: {b64:8.4g} -> "
+                f"{after['ms_per_image_batch_64']:8.4g} ({b64 / after['ms_per_image_batch_64']:.2f}x)"
             )
     if FLAGS.profile_layers:
         print("\nWhere the time goes: LiteRT, batch 1, one thread, µs per image of each prefix (+ its last stage)")

@@ -51,12 +51,11 @@ def exported(tmp_path_factory):
 
 def test_every_file_written_for_2_14_loads_and_matches_there(exported, tmp_path):
     generator, export_dir, report = exported
-    # The dynamic-range variant's hybrid TRANSPOSE_CONV needs 2.17: left out, and said why.
-    assert list(report["tflite"]) == ["fp32", "fp16", "int8", "int8_qat"]
-    (why,) = report["left_out"].values()
-    assert list(report["left_out"]) == ["model_dynamic.tflite"]
-    assert why.startswith("needs TFLite runtime 2.17.0 (TRANSPOSE_CONV version ")
-    assert why.endswith(", hybrid kernel), newer than --target_runtime 2.14.0")
+    # Every variant, the dynamic-range one too: rewritten for mobile, the generator has no TRANSPOSE_CONV,
+    # whose hybrid kernel needs 2.17 (below).
+    assert list(report["tflite"]) == list(tflite.VARIANTS)
+    assert report["left_out"] == {}
+    assert report["keras"]["mobile_rewrite"]["subpixel_convolutions"] == 2
     z = contract.latents(16, Z_DIM, 5)
     expected = np.asarray(generator(z, training=False))
     results = run_old(z, [export_dir / entry["file"] for entry in report["tflite"].values()], tmp_path)
@@ -80,8 +79,11 @@ def convert_dynamic(export_dir, path, per_channel_dense):
 
 
 def test_files_needing_a_newer_runtime_are_refused_there_as_their_reports_say(exported, tmp_path):
-    _, export_dir, _ = exported
-    # gkd-export's dynamic range: per-tensor dense weights, then the hybrid TRANSPOSE_CONV.
+    generator, _, _ = exported
+    # The generator not rewritten (gkd-export --nomobile_rewrite), in gkd-export's dynamic range: per-tensor
+    # dense weights, then the hybrid TRANSPOSE_CONV.
+    export_dir = tmp_path
+    tflite.write_saved_model(tflite.float32_copy(generator), str(export_dir / tflite.SAVED_MODEL_DIR))
     hybrid = tmp_path / "dynamic.tflite"
     needs = convert_dynamic(export_dir, hybrid, per_channel_dense=False)
     assert (needs["version"], needs["op"], needs["hybrid_kernel"]) == ("2.17.0", "TRANSPOSE_CONV", True)

@@ -1,55 +1,24 @@
-"""Quantization-aware tuning for int8: batch-norm folding, the rounding simulated as the int8 file rounds, tuning."""
+"""Quantization-aware tuning for int8: the rounding simulated as the int8 file rounds, ranges, tuning."""
 
 import keras
 import numpy as np
 import pytest
+from generators import Z_DIM, generator, inputs  # (tests/generators.py)
 from keras import layers
 
 from tf_gkd import contract
-from tf_gkd.export import exporter, qat, runtime, tflite
-from tf_gkd.networks import factory
-
-Z_DIM = 8
-
-
-def generator(kind, num_classes=0, width=0.1):
-    """A tiny generator whose batch normalizations are not the identity (as after training)."""
-    keras.utils.set_random_seed(0)
-    net = factory.make_generator(kind, z_dim=Z_DIM, width=width, num_classes=num_classes)
-    rng = np.random.default_rng(1)
-    for layer in net.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(-2, 2, n), rng.normal(size=n), rng.normal(size=n), rng.uniform(0.1, 3, n)])
-    return net
-
-
-def inputs(net, num=32, seed=3):
-    z = contract.latents(num, Z_DIM, seed)
-    labels = contract.class_labels(num, contract.num_classes(net)) if contract.num_classes(net) else None
-    return contract.generator_inputs(net, z, labels)
+from tf_gkd.export import exporter, qat, rewrite, runtime, tflite
 
 
 def calibration(net):
     return tflite.calibration_batches(Z_DIM, None, contract.num_classes(net))
 
 
-@pytest.mark.parametrize("kind, num_classes", [("dense", 0), ("conv4", 0), ("separable", 0), ("conv4", 3)])
-def test_folding_batch_norm_keeps_the_function_and_removes_every_batch_norm(kind, num_classes):
-    net = generator(kind, num_classes, width=0.375 if kind == "separable" else 0.1)
-    folded = qat.fold_batch_norm(net)
-    x = inputs(net)
-    np.testing.assert_allclose(folded(x, training=False), net(x, training=False), atol=2e-5)
-    assert not [layer for layer in folded.layers if isinstance(layer, layers.BatchNormalization)]
-    assert sum(isinstance(layer, qat.FoldedBatchNorm) for layer in folded.layers) == sum(
-        isinstance(layer, layers.BatchNormalization) for layer in net.layers
-    )
-
-
-@pytest.mark.parametrize("num_classes", [0, 3])
-def test_the_int8_file_rounds_as_the_simulation(tmp_path, num_classes):
+@pytest.mark.parametrize("num_classes, for_mobile", [(0, False), (3, False), (0, True)])
+def test_the_int8_file_rounds_as_the_simulation(tmp_path, num_classes, for_mobile):
     net = generator("conv4", num_classes)
-    tuned, stats = qat.fine_tune(net, calibration(net), steps=5)
+    # As gkd-export tunes it: rewritten, its transposed convolutions sub-pixel and full convolutions.
+    tuned, stats = qat.fine_tune(rewrite.for_mobile(net) if for_mobile else net, calibration(net), steps=5)
     saved = str(tmp_path / "saved_model")
     tflite.write_saved_model(tuned.model, saved)
     path = tmp_path / "model_int8_qat.tflite"

@@ -12,7 +12,9 @@ written with the static input shape [N, z_dim] as `model_<variant>_b<N>.tflite`
 (no operators computing the batch at run time, as GPU delegates want).
 `model_int8_qat.tflite` is the int8 file of the generator tuned for int8
 (`tf_gkd.export.qat`: ranges chosen for the rounding, --qat_steps of
-quantization-aware tuning). With --target_runtime=X.Y, only files that load on TFLite runtime X.Y are
+quantization-aware tuning). Every file is converted from the generator rewritten for mobile runtimes
+(`tf_gkd.export.rewrite`: batch norms folded, transposed convolutions as sub-pixel convolutions; the
+same function, faster kernels). With --target_runtime=X.Y, only files that load on TFLite runtime X.Y are
 written; the others are left out with the reason (printed and in the report).
 """
 
@@ -54,6 +56,13 @@ flags.DEFINE_integer(
     qat.STEPS,
     "Steps of quantization-aware tuning for the int8_qat file (0: only its ranges are chosen for int8).",
     lower_bound=0,
+)
+flags.DEFINE_boolean(
+    "mobile_rewrite",
+    True,
+    "Convert every file from the generator with its batch norms folded and its 4x4 stride-2 transposed "
+    "convolutions written as sub-pixel convolutions (a convolution and a depth-to-space): the same function, "
+    "faster LiteRT kernels. --nomobile_rewrite converts the generator as it is.",
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
 common.define_data_flags("Its test split is the FID reference.")
@@ -102,6 +111,7 @@ def main(argv):
         fixed_batch=FLAGS.fixed_batch,
         target_runtime=FLAGS.target_runtime,
         qat_steps=FLAGS.qat_steps,
+        mobile_rewrite=FLAGS.mobile_rewrite,
     )
 
     width = max(len("keras generator"), *(len(entry["file"]) for entry in report["tflite"].values()))

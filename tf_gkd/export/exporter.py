@@ -14,6 +14,7 @@ failed or interrupted export leaves nothing where a user would load from, and
 an export being replaced stays intact until the new one is complete.
 """
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -24,7 +25,7 @@ import numpy as np
 from absl import logging
 
 from tf_gkd import contract, files
-from tf_gkd.export import opversions, qat, runtime, tflite
+from tf_gkd.export import opversions, qat, rewrite, runtime, tflite
 from tf_gkd.export.tflite import ExportError
 from tf_gkd.networks import io as model_io
 
@@ -36,6 +37,8 @@ LATENCY_BATCH_SIZES = (1, 64)
 LATENCY_THREADS = 1
 # Each latency is the median of the calls made in at least this time (see runtime.latency_ms_per_image).
 LATENCY_MIN_SECONDS = 0.5
+# How far the generator rewritten for mobile runtimes may be from it: float32 sums in another order.
+REWRITE_TOLERANCE = 1e-4
 # What of an `Evaluator` score goes into the report (the last three: class-conditional generators').
 _SCORES = ("fid", "kid", "kid_std", "classifier_score", "label_accuracy", "fid_class_mean", "fid_class_worst")
 
@@ -73,15 +76,29 @@ def _versions():
     return {p: importlib.metadata.version(p) for p in ("tensorflow", "keras", "ai-edge-litert")}
 
 
-def _write_tflite(
-    directory, saved_model, variant, batch_size, z, labels, num_classes, reference, evaluator, num_samples, seed, target
-):
+@dataclasses.dataclass(frozen=True)
+class _Check:
+    """What every file is verified against: latents z, their one-hot labels (None when unconditional), the
+    number of classes (0: unconditional) and the float32 Keras generator's images of them."""
+
+    z: np.ndarray
+    labels: np.ndarray | None
+    num_classes: int
+    reference: np.ndarray
+
+
+def _write_tflite(directory, saved_model, variant, batch_size, check, score, target):
     """Converts, writes and verifies one TFLite file.
+
+    Args:
+      check: a `_Check`.
+      score: None, or a function of a `runtime.TFLiteGenerator` returning its scores (FID, ...).
 
     Returns:
       (its report entry, None), or (None, why it was left out) when it does not load on runtime `target`
       (the file is removed).
     """
+    z, labels, num_classes = check.z, check.labels, check.num_classes
     z_dim = z.shape[1]
     file = tflite.tflite_file(variant, batch_size)
     path = os.path.join(directory, file)
@@ -101,7 +118,7 @@ def _write_tflite(
         "input_shape": [batch_size, z_dim],  # None (null): any batch size.
         **({"label_shape": [batch_size, num_classes]} if num_classes else {}),
         "size_bytes": os.path.getsize(path),
-        **tflite.verify(path, variant, z, reference, labels),
+        **tflite.verify(path, variant, z, check.reference, labels),
         "tolerance": tflite.TOLERANCES[variant],
         "ops": sorted(operators["op_versions"]),
         **operators,
@@ -114,24 +131,56 @@ def _write_tflite(
         for b in batch_sizes
     }
     entry["latency_threads"] = LATENCY_THREADS
-    if evaluator is not None:
-        # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
-        sample_labels = None if labels is None else contract.class_labels(num_samples, num_classes)
-        images = model_tflite.generate(contract.latents(num_samples, z_dim, seed), sample_labels)
-        entry.update(_scores(evaluator.score_images(images, sample_labels)))
+    if score is not None:
+        entry.update(score(model_tflite))
     return entry, None
 
 
-def _write_files(
-    generator, directory, name, variants, evaluator, num_samples, seed, fixed_batch, target_runtime, qat_steps
-):
+def _for_mobile(model, inputs, reference):
+    """(`rewrite.for_mobile(model)`, what changed and how far it is from `reference`); `model` if it cannot be."""
+    try:
+        mobile = rewrite.for_mobile(model)
+    except rewrite.GraphError as e:
+        logging.warning("The generator is exported as it is, not rewritten for mobile runtimes: %s", e)
+        return model, {"applied": False, "why_not": str(e)}
+    diffs = tflite.differences(np.asarray(mobile(inputs, training=False)), reference)
+    if not diffs["max_abs_diff"] <= REWRITE_TOLERANCE:  # (NaN included)
+        raise ExportError(
+            f"The generator rewritten for mobile runtimes differs from it by {diffs['max_abs_diff']:.3g} "
+            f"(more than {REWRITE_TOLERANCE}): a rewrite that should keep its function did not. Export with "
+            "--nomobile_rewrite, and report the generator's layers."
+        )
+    return mobile, {"applied": True, **rewrite.count(mobile), **diffs}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """`export_generator`'s arguments but the generator and where it goes, checked."""
+
+    variants: list
+    evaluator: object
+    num_samples: int
+    seed: int
+    fixed_batch: int | None
+    target_runtime: str | None
+    qat_steps: int
+    mobile_rewrite: bool
+
+
+def _write_files(generator, directory, name, options):
     """Writes and verifies every file in `directory`; returns the report (also written there)."""
+    variants, evaluator, num_samples, seed = options.variants, options.evaluator, options.num_samples, options.seed
+    fixed_batch, target_runtime = options.fixed_batch, options.target_runtime
     z_dim, num_classes = contract.z_dim(generator), contract.num_classes(generator)
     model = tflite.float32_copy(generator)
     z = contract.latents(VERIFY_SAMPLES, z_dim, VERIFY_SEED)
     labels = contract.class_labels(VERIFY_SAMPLES, num_classes) if num_classes else None
     inputs = contract.generator_inputs(model, z, labels)
     reference = np.asarray(model(inputs, training=False))
+    check = _Check(z, labels, num_classes, reference)
+    rewritten = {"applied": False, "why_not": "--nomobile_rewrite"}
+    if options.mobile_rewrite:
+        model, rewritten = _for_mobile(model, inputs, reference)
     report = {
         "name": name,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -149,8 +198,11 @@ def _write_files(
         "keras": {
             "dtype_policies": sorted({layer.dtype_policy.name for layer in generator.layers}),
             "float32_copy": tflite.differences(reference, generator(inputs, training=False)),
+            # The float32 copy rewritten for mobile runtimes, which every file is converted from (`rewrite`).
+            "mobile_rewrite": rewritten,
         },
     }
+    score = None
     if evaluator is not None:
         scores = evaluator.evaluate(generator, num_samples, seed, progress=False)
         report["fid_setup"] = {
@@ -160,6 +212,12 @@ def _write_files(
             **{k: scores[k] for k in ("num_samples", "num_real", "real_split", "seed")},
         }
         report["keras"].update(_scores(scores))
+
+        def score(model_tflite):
+            # The latents evaluator.evaluate gave the Keras generator: its FID and these compare like for like.
+            sample_labels = contract.class_labels(num_samples, num_classes) if num_classes else None
+            images = model_tflite.generate(contract.latents(num_samples, z_dim, seed), sample_labels)
+            return _scores(evaluator.score_images(images, sample_labels))
 
     saved_model = os.path.join(directory, tflite.SAVED_MODEL_DIR)
     tflite.write_saved_model(model, saved_model)
@@ -191,8 +249,9 @@ def _write_files(
     hidden = []
     if "int8_qat" in variants:
         try:
-            tuned, report["qat"] = qat.fine_tune(model, tflite.calibration_batches(z_dim, None, num_classes), qat_steps)
-        except qat.QATError as e:
+            calibration = tflite.calibration_batches(z_dim, None, num_classes)
+            tuned, report["qat"] = qat.fine_tune(model, calibration, options.qat_steps)
+        except rewrite.GraphError as e:  # (qat.QATError among them)
             variants = [v for v in variants if v != "int8_qat"]
             for batch_size in batch_sizes:
                 report["left_out"][tflite.tflite_file("int8_qat", batch_size)] = f"was not tuned: {e}"
@@ -209,20 +268,7 @@ def _write_files(
     for variant in variants:
         for batch_size in batch_sizes:
             source = sources["qat" if variant == "int8_qat" else "float", batch_size]
-            entry, why = _write_tflite(
-                directory,
-                source,
-                variant,
-                batch_size,
-                z,
-                labels,
-                num_classes,
-                reference,
-                evaluator,
-                num_samples,
-                seed,
-                target_runtime,
-            )
+            entry, why = _write_tflite(directory, source, variant, batch_size, check, score, target_runtime)
             if entry is None:
                 report["left_out"][tflite.tflite_file(variant, batch_size)] = why
                 logging.info("%s left out: it %s.", tflite.tflite_file(variant, batch_size), why)
@@ -268,6 +314,7 @@ def export_generator(
     fixed_batch=None,
     target_runtime=None,
     qat_steps=None,
+    mobile_rewrite=True,
 ):
     """Exports `generator` to `export_dir`: SavedModel, the TFLite `variants`, `export_report.json`.
 
@@ -287,6 +334,10 @@ def export_generator(
         in the report's `left_out`.
       qat_steps: steps of quantization-aware tuning for the `int8_qat` variant
         (`qat.fine_tune`; None: `qat.STEPS`; 0: only its ranges are chosen).
+      mobile_rewrite: convert every file from the generator with its batch norms
+        folded and its 4×4 stride-2 transposed convolutions written as sub-pixel
+        convolutions (`rewrite.for_mobile`: the same function, faster LiteRT
+        kernels); False: from the generator as it is.
 
     Returns:
       The report, as written.
@@ -317,16 +368,8 @@ def export_generator(
         check_destination(export_dir, overwrite)
         # Checked again before the swap: a process that does not lock (a user) may have written it meanwhile.
         with files.atomic_directory(export_dir, before_replace=lambda: check_destination(export_dir, overwrite)) as tmp:
-            report = _write_files(
-                generator,
-                tmp,
-                name,
-                list(variants),
-                evaluator,
-                num_samples,
-                seed,
-                fixed_batch,
-                target_runtime,
-                qat_steps,
+            options = _Options(
+                list(variants), evaluator, num_samples, seed, fixed_batch, target_runtime, qat_steps, mobile_rewrite
             )
+            report = _write_files(generator, tmp, name, options)
     return report

@@ -7,7 +7,8 @@ calibration latents. Here the rounding of the int8 file is simulated in Keras
 function:
 
 1. batch normalization is folded into the layer before it, as the converter
-   folds it (`fold_batch_norm`);
+   folds it (`rewrite.fold_batch_norm`; nothing to do on a generator the
+   exporter has already rewritten, `rewrite.for_mobile`);
 2. channels are rescaled between layers so that one scale per tensor suits
    them all (`equalize_channels`, cross-layer equalization);
 3. each activation's range is narrowed to the share of it that rounds the
@@ -23,7 +24,7 @@ The simulation rounds as the int8 file does: kernels per tensor, symmetric,
 to [-127, 127] (the int8 variant's weights, `tflite.convert`); every
 operator's output and each model input to 256 levels of its range, which
 always contains 0; tanh outputs with int8 TANH's fixed scale 1/128; reshapes,
-upsampling and folded batch norms keep their input's rounding. The tuned
+upsampling, depth-to-space and folded batch norms keep their input's rounding. The tuned
 model, written as a SavedModel, carries its ranges in fake-quantization
 operators, which the converter reads instead of calibrating: the int8 file
 is the simulation, up to a level where integer and float arithmetic round a
@@ -40,26 +41,10 @@ from absl import logging
 from keras import layers, ops
 
 from tf_gkd import contract
-
-# Kernel-bearing layers, and the axis of their kernel that indexes output channels.
-_OUTPUT_AXIS = {
-    layers.Dense: -1,
-    layers.Conv2D: -1,
-    layers.Conv2DTranspose: -2,
-    layers.DepthwiseConv2D: None,  # [kh, kw, in, multiplier]: output channel = in · multiplier.
-    layers.SeparableConv2D: -1,  # Of the pointwise kernel.
-}
-
-
-class FoldedBatchNorm(keras.layers.Layer):
-    """Where a batch normalization was before it was folded into the layer before it: the identity."""
-
-    def call(self, inputs, training=None, mask=None):
-        return inputs
-
+from tf_gkd.export import rewrite
 
 # Layers whose output keeps its input's rounding in the int8 file.
-_PASS_THROUGH = (layers.Reshape, FoldedBatchNorm, layers.UpSampling2D, layers.Flatten)
+_PASS_THROUGH = (layers.Reshape, rewrite.FoldedBatchNorm, layers.UpSampling2D, layers.Flatten)
 # int8 TANH's output: scale 1/128, zero point 0.
 _TANH_RANGE = (-1.0, 127.0 / 128.0)
 # Past |x| = atanh(1 - 1/512), tanh(x) is within a quarter of int8 TANH's step (1/128) of ±1 and rounds
@@ -79,144 +64,12 @@ class _Mode:
     observing = False
 
 
-class QATError(ValueError):
+class QATError(rewrite.GraphError):
     """The generator has a layer that quantization-aware fine-tuning does not simulate."""
 
 
-def _kernel_kind(layer):
-    for kind in _OUTPUT_AXIS:
-        if type(layer) is kind:
-            return kind
-    return None
-
-
-def _node(layer):
-    if len(layer._inbound_nodes) != 1:
-        raise QATError(f"Layer {layer.name!r} is called {len(layer._inbound_nodes)} times; QAT needs one call.")
-    return layer._inbound_nodes[0]
-
-
-def _producers(tensor):
-    return tensor._keras_history.operation
-
-
-def _consumers(model):
-    """{id(layer): [the layers that take its output]} of a functional model."""
-    consumers = {}
-    for layer in model.layers:
-        if not isinstance(layer, layers.InputLayer):
-            for tensor in _node(layer).input_tensors:
-                consumers.setdefault(id(_producers(tensor)), []).append(layer)
-    return consumers
-
-
-def _linear(layer):
-    """Whether `layer` is a kernel layer without activation."""
-    return _kernel_kind(layer) is not None and layer.get_config().get("activation", "linear") == "linear"
-
-
-def _fold_plan(model):
-    """{batch-norm layer name: [names of the kernel layers it folds into]} of every foldable batch norm.
-
-    A batch normalization folds into the layer that computes its input when that
-    is a kernel layer without activation used by nothing else, or into every
-    input of an `Add` of such layers (a conditional generator's first layer).
-    """
-    consumers = _consumers(model)
-
-    def single_use_linear(layer):
-        return _linear(layer) and len(consumers.get(id(layer), [])) == 1
-
-    plan = {}
-    for layer in model.layers:
-        if not isinstance(layer, layers.BatchNormalization):
-            continue
-        if layer.axis not in (-1, [-1], len(layer.input.shape) - 1, [len(layer.input.shape) - 1]):
-            continue
-        producer = _producers(_node(layer).input_tensors[0])
-        if single_use_linear(producer):
-            plan[layer.name] = [producer.name]
-        elif isinstance(producer, layers.Add) and len(consumers.get(id(producer), [])) == 1:
-            inputs = [_producers(t) for t in _node(producer).input_tensors]
-            if all(single_use_linear(p) for p in inputs):
-                plan[layer.name] = [p.name for p in inputs]
-    return plan
-
-
-def _bn_scale_shift(bn):
-    """(s, t) with bn(x) = s·x + t in inference mode, per channel."""
-    gamma = np.asarray(bn.gamma) if bn.scale else 1.0
-    beta = np.asarray(bn.beta) if bn.center else 0.0
-    s = gamma / np.sqrt(np.asarray(bn.moving_variance) + bn.epsilon)
-    return s, beta - np.asarray(bn.moving_mean) * s
-
-
-def _scaled(layer, kernel, s):
-    """`kernel` of `layer` with output channel c scaled by s[c]."""
-    kind = _kernel_kind(layer)
-    if kind is layers.DepthwiseConv2D:
-        return kernel * s.reshape(kernel.shape[2], kernel.shape[3])
-    shape = [1] * kernel.ndim
-    shape[_OUTPUT_AXIS[kind]] = -1
-    return kernel * s.reshape(shape)
-
-
-def _folded_weights(layer, s, t):
-    """The weights of `layer` (a kernel layer without BN) with s·output + t folded in, with a bias."""
-    weights = {w.path.split("/")[-1]: np.asarray(w) for w in layer.weights}
-    if _kernel_kind(layer) is layers.SeparableConv2D:
-        kernels = [weights["depthwise_kernel"], _scaled(layer, weights["pointwise_kernel"], s)]
-    else:
-        kernels = [_scaled(layer, weights["kernel"], s)]
-    bias = weights.get("bias", 0.0) * s + t
-    return [*kernels, bias.astype(np.float32)]
-
-
-def _inputs_of(model):
-    """A model's input tensors as the factory's generators take them: z alone, not [z]; or [z, label]."""
-    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
-
-
-def _as_called(clone):
-    """A cloned generator taking its inputs as the original does (a clone takes z as [z])."""
-    return keras.Model(_inputs_of(clone), clone.outputs[0], name=clone.name)
-
-
-def fold_batch_norm(model):
-    """The same function as `model` (float32) with every foldable batch normalization folded into its kernel layer.
-
-    A folded batch normalization is left as a `FoldedBatchNorm` of its name; the
-    layers it folded into get a bias (in an `Add`, the first of them). Layers
-    not involved keep their weights.
-    """
-    plan = _fold_plan(model)
-    folded_into = {name: bn for bn, names in plan.items() for name in names}
-    bias_holder = {names[0] for names in plan.values()}
-
-    def clone(layer):
-        config = layer.get_config()
-        if layer.name in plan:
-            return FoldedBatchNorm(name=layer.name)
-        if layer.name in folded_into:
-            config["use_bias"] = layer.name in bias_holder
-        return layer.__class__.from_config(config)
-
-    folded = _as_called(keras.models.clone_model(model, clone_function=clone))
-    for layer in model.layers:
-        if layer.name in plan or not layer.weights:
-            continue
-        target = folded.get_layer(layer.name)
-        if layer.name in folded_into:
-            s, t = _bn_scale_shift(model.get_layer(folded_into[layer.name]))
-            weights = _folded_weights(layer, s, t if layer.name in bias_holder else np.zeros_like(t))
-            target.set_weights(weights if layer.name in bias_holder else weights[:-1])
-        else:
-            target.set_weights(layer.get_weights())
-    return folded
-
-
 # Layers a channel's scale passes through unchanged: f(x / s) = f(x) / s for s > 0.
-_HOMOGENEOUS = (layers.LeakyReLU, layers.ReLU, FoldedBatchNorm, layers.Reshape, layers.UpSampling2D)
+_HOMOGENEOUS = (layers.LeakyReLU, layers.ReLU, rewrite.FoldedBatchNorm, layers.Reshape, layers.UpSampling2D)
 # The axis of a kernel that indexes input channels.
 _INPUT_AXIS = {
     layers.Dense: 0,
@@ -224,6 +77,8 @@ _INPUT_AXIS = {
     layers.Conv2DTranspose: 3,
     layers.DepthwiseConv2D: 2,
     layers.SeparableConv2D: 2,  # Of the depthwise kernel.
+    rewrite.SubpixelConv2D: 2,
+    rewrite.FullConv2D: 2,
 }
 
 
@@ -234,7 +89,7 @@ def _chains(model):
     used once); between A and B only `_HOMOGENEOUS` layers, each used once,
     exactly one of them a LeakyReLU or ReLU.
     """
-    consumers = _consumers(model)
+    consumers = rewrite.consumers(model)
 
     def only_consumer(layer):
         users = consumers.get(id(layer), [])
@@ -243,10 +98,10 @@ def _chains(model):
     chains = []
     for layer in model.layers:
         if isinstance(layer, layers.Add):
-            sources = [_producers(t) for t in _node(layer).input_tensors]
-            if not all(_linear(p) and only_consumer(p) is layer for p in sources):
+            sources = [rewrite.producer(t) for t in rewrite.node(layer).input_tensors]
+            if not all(rewrite.linear(p) and only_consumer(p) is layer for p in sources):
                 continue
-        elif _linear(layer):
+        elif rewrite.linear(layer):
             sources = [layer]
         else:
             continue
@@ -257,8 +112,8 @@ def _chains(model):
                     break
                 activation = current
             current = only_consumer(current)
-        if activation is not None and current is not None and _kernel_kind(current) is not None:
-            if len(_node(current).input_tensors) == 1:
+        if activation is not None and current is not None and rewrite.kernel_kind(current) is not None:
+            if len(rewrite.node(current).input_tensors) == 1:
                 chains.append((sources, activation, current))
     return chains
 
@@ -283,9 +138,9 @@ def equalize_channels(model, batches):
     """
     chains = _chains(model)
     for sources, activation, consumer in chains:
-        probe = keras.Model(_inputs_of(model), activation.output)
+        probe = keras.Model(rewrite.inputs_of(model), activation.output)
         outputs = np.concatenate([np.asarray(probe(_inputs(b), training=False)) for b in batches])
-        kind = _kernel_kind(consumer)
+        kind = rewrite.kernel_kind(consumer)
         weights = {w.path.split("/")[-1]: w for w in consumer.weights}
         kernel = weights["depthwise_kernel" if kind is layers.SeparableConv2D else "kernel"]
         axis = _INPUT_AXIS[kind]
@@ -301,14 +156,14 @@ def equalize_channels(model, batches):
         kernel.assign(np.asarray(kernel) * s.reshape(shape))
         for source in sources:
             source_weights = {w.path.split("/")[-1]: w for w in source.weights}
-            name = "pointwise_kernel" if _kernel_kind(source) is layers.SeparableConv2D else "kernel"
+            name = "pointwise_kernel" if rewrite.kernel_kind(source) is layers.SeparableConv2D else "kernel"
             out = source_weights[name]
             # The source's output units: its channels, or (a dense layer before a reshape) units u → channel u % C.
             units = {layers.Conv2DTranspose: out.shape[-2], layers.DepthwiseConv2D: out.shape[-2] * out.shape[-1]}.get(
-                _kernel_kind(source), out.shape[-1]
+                rewrite.kernel_kind(source), out.shape[-1]
             )
             unit_scale = np.tile(1.0 / s, units // channels)
-            out.assign(_scaled(source, np.asarray(out), unit_scale))
+            out.assign(rewrite.scaled(source, np.asarray(out), unit_scale))
             if "bias" in source_weights:
                 source_weights["bias"].assign(np.asarray(source_weights["bias"]) * unit_scale)
     return len(chains)
@@ -352,11 +207,11 @@ class _Quantized(keras.layers.Layer):
         self.inner = layer
         self.quantize_inputs = quantize_inputs
         self.mode = mode  # The `_Mode` shared by the model's layers.
-        self.kind = _kernel_kind(layer)
+        self.kind = rewrite.kernel_kind(layer)
         if self.kind is None and layer.weights and not isinstance(layer, layers.BatchNormalization):
             raise QATError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) has weights that quantization-aware "
-                f"fine-tuning does not simulate (it knows {', '.join(k.__name__ for k in _OUTPUT_AXIS)})."
+                f"fine-tuning does not simulate (it knows {', '.join(k.__name__ for k in rewrite.OUTPUT_AXIS)})."
             )
 
     def build(self, input_shape):
@@ -388,7 +243,10 @@ class _Quantized(keras.layers.Layer):
         q = _fake_quant_weight
         if kind is layers.Dense:
             y = ops.matmul(x, q(layer.kernel))
-        elif kind is layers.Conv2D:
+        elif kind in (layers.Conv2D, rewrite.SubpixelConv2D, rewrite.FullConv2D):
+            if kind is rewrite.FullConv2D:  # Zero padding in int8: the zero point, exact.
+                (ph, pw) = (k - 1 for k in layer.kernel_size)
+                x = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
             y = ops.conv(x, q(layer.kernel), layer.strides, layer.padding, layer.data_format, layer.dilation_rate)
         elif kind is layers.Conv2DTranspose:
             y = ops.conv_transpose(
@@ -412,6 +270,8 @@ class _Quantized(keras.layers.Layer):
             y = ops.conv(y, q(layer.pointwise_kernel), 1, "valid", layer.data_format)
         if layer.use_bias:
             y = y + layer.bias
+        if kind is rewrite.SubpixelConv2D:  # Moves values without changing them: one rounding, after it.
+            y = tf.nn.depth_to_space(y, layer.scale)
         return layer.activation(y)
 
 
@@ -426,7 +286,7 @@ class QuantizationAware:
     """
 
     def __init__(self, generator, equalize_on=None):
-        self.folded = fold_batch_norm(generator)
+        self.folded = rewrite.fold_batch_norm(generator)
         if equalize_on is not None:
             equalize_channels(self.folded, equalize_on)
         self.mode = _Mode()
@@ -434,14 +294,14 @@ class QuantizationAware:
         self.layers = {}
 
         def clone(layer):
-            takes_input = any(id(t) in inputs for t in _node(layer).input_tensors)
+            takes_input = any(id(t) in inputs for t in rewrite.node(layer).input_tensors)
             self.layers[layer.name] = _Quantized(layer, takes_input, self.mode)
             return self.layers[layer.name]
 
-        self.model = _as_called(keras.models.clone_model(self.folded, clone_function=clone))
+        self.model = rewrite.as_called(keras.models.clone_model(self.folded, clone_function=clone))
         # The outputs that a tanh layer reads: past ±TANH_SATURATION they change nothing in the int8 file.
         self.tanh_inputs = [
-            self.layers[_producers(_node(layer.inner).input_tensors[0]).name].output_range
+            self.layers[rewrite.producer(rewrite.node(layer.inner).input_tensors[0]).name].output_range
             for layer in self.layers.values()
             if layer.tanh and layer.kind is None
         ]
