@@ -5,7 +5,8 @@
 
 For every size S and training seed, trains `gkd-distill --flagfile=flags/distill_S.cfg --seed=SEED`
 (the student, with the flagfile's recipe), the same command with `--baseline` and the teachers'
-GAN recipe (its twin trained from scratch: same architecture, steps and batch, no teacher), and
+GAN recipe (its twin trained from scratch: same architecture, steps, batch and R1 penalty, no
+teacher), and
 the student with every other --recipe's flags added. Each run has its own directory under
 --workdir; complete runs are reused, so an interrupted benchmark resumes. Without --teacher, the
 quickstart teacher (flags/gan_quickstart.cfg) is trained first.
@@ -48,7 +49,9 @@ flags.DEFINE_integer("num_samples", 10_000, "Samples scored per generator and ru
 FLAGS = flags.FLAGS
 
 # Students from scratch train with the teachers' GAN recipe (flags/gan_quickstart.cfg), not the
-# mimicry one of the distill flagfiles.
+# mimicry one of the distill flagfiles; they keep their student flagfile's R1 penalty (--r1_weight,
+# --r1_interval), unlike the pipelines' baselines (flags/baseline_gan.cfg): a twin gets the same
+# stabilised adversary as its student, only no teacher.
 GAN_RECIPE = ["--g_learning_rate=8e-4", "--d_learning_rate=2e-4", "--beta_1=0.5", "--lr_decay=none"]
 REPORT_DIR = "report"
 
