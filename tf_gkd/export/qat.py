@@ -245,8 +245,7 @@ class _Quantized(keras.layers.Layer):
             y = ops.matmul(x, q(layer.kernel))
         elif kind in (layers.Conv2D, rewrite.SubpixelConv2D, rewrite.FullConv2D):
             if kind is rewrite.FullConv2D:  # Zero padding in int8: the zero point, exact.
-                (ph, pw) = (k - 1 for k in layer.kernel_size)
-                x = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+                x = layer.padded(x)
             y = ops.conv(x, q(layer.kernel), layer.strides, layer.padding, layer.data_format, layer.dilation_rate)
         elif kind is layers.Conv2DTranspose:
             y = ops.conv_transpose(
@@ -271,7 +270,7 @@ class _Quantized(keras.layers.Layer):
         if layer.use_bias:
             y = y + layer.bias
         if kind is rewrite.SubpixelConv2D:  # Moves values without changing them: one rounding, after it.
-            y = tf.nn.depth_to_space(y, layer.scale)
+            y = layer.rearranged(y)
         return layer.activation(y)
 
 

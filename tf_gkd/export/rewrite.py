@@ -45,8 +45,12 @@ class SubpixelConv2D(layers.Conv2D):
         super().__init__(**kwargs)
         self.scale = scale
 
+    def rearranged(self, outputs):
+        """The convolution's `outputs` as the larger map (`tf.nn.depth_to_space`)."""
+        return tf.nn.depth_to_space(outputs, self.scale)
+
     def call(self, inputs):
-        return tf.nn.depth_to_space(super().call(inputs), self.scale)
+        return self.rearranged(super().call(inputs))
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = super().compute_output_shape(input_shape)
@@ -61,9 +65,13 @@ class FullConv2D(layers.Conv2D):
     """A 'valid' convolution of its input zero-padded by kernel size − 1 on every side: a "full" convolution,
     whose output is kernel size − 1 larger than its input."""
 
-    def call(self, inputs):
+    def padded(self, inputs):
+        """`inputs` zero-padded by kernel size − 1 on every side, what the convolution reads."""
         (ph, pw) = (k - 1 for k in self.kernel_size)
-        return super().call(tf.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]]))
+        return tf.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+
+    def call(self, inputs):
+        return super().call(self.padded(inputs))
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
