@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from generators import Z_DIM, generator, inputs  # (tests/generators.py)
 from keras import layers
 
@@ -34,6 +35,30 @@ def test_the_int8_file_rounds_as_the_simulation(tmp_path, num_classes, for_mobil
     assert np.mean(levels <= 1.01) >= 0.97
     assert np.abs(int8_images - simulated).mean() < np.abs(int8_images - float_images).mean()
     assert stats["steps"] == 5 and stats["l1_narrowed"] <= stats["l1_calibrated"]
+
+
+def weight_scales(tflite_bytes):
+    """{kernel shape: number of quantization scales} of the int8 kernels (4-D: convolutions) of a .tflite file."""
+    interpreter = tf.lite.Interpreter(model_content=tflite_bytes)
+    return {
+        tuple(d["shape"]): len(d["quantization_parameters"]["scales"])
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["shape"]) == 4
+    }
+
+
+def test_the_tuned_file_has_a_scale_per_convolution_output_channel_and_int8_one_per_kernel(tmp_path):
+    net = rewrite.for_mobile(generator("conv4"))
+    tuned, _ = qat.fine_tune(net, calibration(net), steps=0)
+    files = {}
+    for variant, model in (("int8_qat", tuned.model), ("int8", net)):
+        saved = str(tmp_path / variant)
+        tflite.write_saved_model(model, saved)
+        files[variant] = weight_scales(tflite.convert(saved, variant, Z_DIM))
+    assert files["int8_qat"] and files["int8_qat"].keys() == files["int8"].keys()
+    # TFLite's convolution kernels are OHWI: one scale per output channel, the first axis.
+    assert all(n == shape[0] for shape, n in files["int8_qat"].items())
+    assert all(n == 1 for n in files["int8"].values())
 
 
 def test_a_tanh_input_range_stops_where_int8_tanh_saturates():

@@ -20,8 +20,13 @@ function:
    gradients), towards the float generator's own images for the same inputs
    (L1), with a small learning rate.
 
-The simulation rounds as the int8 file does: kernels per tensor, symmetric,
-to [-127, 127] (the int8 variant's weights, `tflite.convert`); every
+The simulation rounds as the int8 file does: kernels symmetric, to
+[-127, 127]; a convolution's kernel (and a separable one's 1x1 kernel) with
+one scale per output channel, which the file keeps (a few bytes per channel
+for a lower FID than the `int8` variant's one scale per tensor:
+docs/results.md#quantization-aware-tuning); dense, depthwise and transposed
+kernels with one scale per tensor (per-channel dense weights need newer
+runtimes; gkd-export's rewrite leaves no transposed convolution); every
 operator's output and each model input to 256 levels of its range, which
 always contains 0; tanh outputs with int8 TANH's fixed scale 1/128; reshapes,
 upsampling, depth-to-space and folded batch norms keep their input's rounding. The tuned
@@ -169,10 +174,18 @@ def equalize_channels(model, batches):
     return len(chains)
 
 
-def _fake_quant_weight(w):
-    """Per-tensor symmetric int8 rounding of a kernel, [-127, 127]·max|w|/127."""
-    m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(w)), 1e-8))
-    return keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=8, narrow_range=True)
+def _fake_quant_weight(w, per_channel=False):
+    """Symmetric int8 rounding of a kernel, [-127, 127]·max|w|/127: of the whole tensor, or per output channel.
+
+    Per channel, the kernel's last axis is its output channel (a convolution's
+    HWIO kernel); the converter reads these scales from the fake-quantization
+    operator and writes them into the int8 file as they are.
+    """
+    axes = list(range(len(w.shape) - 1)) if per_channel else None
+    m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(w), axis=axes), 1e-8))
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        w, -m, m, num_bits=8, narrow_range=True, axis=-1 if per_channel else None
+    )
 
 
 class _Range:
@@ -246,7 +259,8 @@ class _Quantized(keras.layers.Layer):
         elif kind in (layers.Conv2D, rewrite.SubpixelConv2D, rewrite.FullConv2D):
             if kind is rewrite.FullConv2D:  # Zero padding in int8: the zero point, exact.
                 x = layer.padded(x)
-            y = ops.conv(x, q(layer.kernel), layer.strides, layer.padding, layer.data_format, layer.dilation_rate)
+            kernel = q(layer.kernel, per_channel=True)
+            y = ops.conv(x, kernel, layer.strides, layer.padding, layer.data_format, layer.dilation_rate)
         elif kind is layers.Conv2DTranspose:
             y = ops.conv_transpose(
                 x,
@@ -266,7 +280,7 @@ class _Quantized(keras.layers.Layer):
                 x, q(layer.depthwise_kernel), layer.strides, layer.padding, layer.data_format, layer.dilation_rate
             )
             y = self.intermediate(y, observing)
-            y = ops.conv(y, q(layer.pointwise_kernel), 1, "valid", layer.data_format)
+            y = ops.conv(y, q(layer.pointwise_kernel, per_channel=True), 1, "valid", layer.data_format)
         if layer.use_bias:
             y = y + layer.bias
         if kind is rewrite.SubpixelConv2D:  # Moves values without changing them: one rounding, after it.
