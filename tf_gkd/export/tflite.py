@@ -19,9 +19,10 @@ Variants (all with TFLite builtin operators only, no Flex/SELECT_TF_OPS):
 - `int8_qat`: full integer too, of the generator after quantization-aware
   tuning (`tf_gkd.export.qat`): batch normalization folded, each activation's
   range chosen for the rounding rather than its min and max, the weights
-  tuned with the rounding simulated. The converter reads those ranges from
-  the tuned model's fake-quantization operators; same operators, same size
-  as `int8`.
+  tuned with the rounding simulated. The converter reads those ranges, and
+  the per-channel scales of its convolution kernels, from the tuned model's
+  fake-quantization operators; the same operators as `int8`, a few bytes
+  per convolution channel larger.
 
 A class-conditional generator's files take a second input, `label`, one-hot
 float32 [N, K] (no ONE_HOT or embedding operator inside, so the quantised
