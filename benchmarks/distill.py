@@ -116,7 +116,12 @@ def plot(table, path):
         for x, y, size in zip(params, fid, sizes):
             ax.annotate(size, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     teacher = table["teacher"]
-    ax.axhline(teacher["fid"]["mean"], color="black", linestyle="--", label=f"teacher ({teacher['params']:,} params)")
+    ax.axhline(
+        teacher["fid"]["mean"],
+        color="black",
+        linestyle="--",
+        label=f"teacher (FID {teacher['fid']['mean']:.2f}, {teacher['params']:,} params)",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")  # Collapsed twins score far above the students.
     plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
@@ -127,7 +132,9 @@ def plot(table, path):
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.set_xlabel("student parameters")
     ax.set_ylabel("FID (domain classifier; lower is better)")
-    ax.set_title("Students of the quickstart teacher: mean ± std over training seeds")
+    seeds = max(len(r["fid"]["values"]) for r in table.values())
+    spread = f"mean ± std over {seeds} training seeds" if seeds > 1 else "one training seed"
+    ax.set_title(f"Students of the quickstart teacher: {spread}")
     ax.legend()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

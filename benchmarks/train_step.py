@@ -13,7 +13,7 @@ recipe (benchmarks/reference.py) over the same networks, batch size and data:
   "Variational AutoEncoder" on the same encoder and decoder;
 - `distill`: `runs.build_distiller` with flags/distill_20x.cfg and
   --adversarial_weight=0 (pure L1 mimicry, the step of the flagfile's first
-  half) vs a plain distillation `train_step` (teacher forward, student
+  quarter) vs a plain distillation `train_step` (teacher forward, student
   forward and backward, one Adam), both with an untrained conv teacher (the
   time of a step does not depend on the teacher's weights).
 
@@ -86,7 +86,7 @@ def flagfile_config(model, **overrides):
     if model == "gan":
         values.update(generator_kind=FLAGS.kind, discriminator_kind=FLAGS.kind)
     if model == "distill":
-        # Pure mimicry: the step of the flagfile's first half, which has no discriminator.
+        # Pure mimicry: the step of the flagfile's first quarter, which has no discriminator.
         values.update(model="distill", teacher="untrained conv generator", adversarial_weight=0.0)
     return common.config_from_flags(parsed, **values)
 
