@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 from generators import Z_DIM, generator, inputs  # (tests/generators.py)
 from keras import layers
 
@@ -39,7 +39,7 @@ def test_the_int8_file_rounds_as_the_simulation(tmp_path, num_classes, for_mobil
 
 def weight_scales(tflite_bytes):
     """{kernel shape: number of quantization scales} of the int8 kernels (4-D: convolutions) of a .tflite file."""
-    interpreter = tf.lite.Interpreter(model_content=tflite_bytes)
+    interpreter = Interpreter(model_content=tflite_bytes)
     return {
         tuple(d["shape"]): len(d["quantization_parameters"]["scales"])
         for d in interpreter.get_tensor_details()
