@@ -14,7 +14,8 @@ then loads every file under an older TFLite runtime, the one of
 --old_runtime_python (tflite-runtime 2.14 in the virtual environment that
 scripts/setup.sh makes), and compares its output with the Keras generator's.
 Prints, per model and file: bytes, the oldest runtime that loads it (from the
-export report), LiteRT latency per image at batch 1 and 64 (one thread), FID,
+export report), LiteRT latency per image at batch 1 and 64 (one thread, the
+invocation alone: `runtime.latency_ms_per_image`), FID,
 whether it runs and matches under the older runtime, and at batch 1 how many
 times faster it is than the teacher's same variant and than its own fp32; then,
 per model, the fp32 and int8 latency without the rewrite and with it.

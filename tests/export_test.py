@@ -96,6 +96,17 @@ def test_every_variant_round_trips_within_its_tolerance(exported):
     assert report["min_runtime_table"] == opversions.table_source()
 
 
+def test_a_prepared_call_runs_the_interpreter_on_the_inputs_it_was_prepared_with(exported):
+    _, export_dir, _ = exported
+    model = runtime.TFLiteGenerator(str(export_dir / tflite.tflite_file("fp32")))
+    z, other = latents(4), latents(4, seed=1)
+    expected = model(z)
+    model.prepared(other)()
+    assert not np.array_equal(model._interpreter.get_tensor(model._output), expected)
+    model.prepared(z)()
+    np.testing.assert_array_equal(model._interpreter.get_tensor(model._output), expected)
+
+
 def test_the_tuned_int8_file_is_the_int8_file_of_a_network_prepared_for_it(exported):
     generator, export_dir, report = exported
     int8, tuned = report["tflite"]["int8"], report["tflite"]["int8_qat"]

@@ -44,7 +44,9 @@ def test_for_mobile_keeps_the_function_without_transposed_convolutions(kind, num
         "folded_batch_norms": batch_norms,
         "subpixel_convolutions": subpixel,
         "full_convolutions": full,
+        "batch_reshapes": sum(type(layer) is layers.Reshape for layer in net.layers),
     }
+    assert rewrite.count(mobile)["batch_reshapes"] >= 1
 
 
 @pytest.mark.parametrize("size, use_bias", [((5, 6), True), ((1, 1), False), ((7, 7), True)])
@@ -117,9 +119,10 @@ def test_the_exported_file_has_the_operators_of_the_rewrite(tmp_path, mobile_rew
     ops = {name for name, _ in opversions.ops_of(tmp_path / "export" / tflite.tflite_file("fp32"))}
     if mobile_rewrite:
         assert {"CONV_2D", "DEPTH_TO_SPACE", "PAD"} <= ops and "TRANSPOSE_CONV" not in ops
+        assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & ops  # The reshape's shape is a constant.
         assert report["keras"]["mobile_rewrite"]["applied"] is True
         assert report["keras"]["mobile_rewrite"]["max_abs_diff"] <= exporter.REWRITE_TOLERANCE
     else:
-        assert "TRANSPOSE_CONV" in ops and "DEPTH_TO_SPACE" not in ops
+        assert "TRANSPOSE_CONV" in ops and "DEPTH_TO_SPACE" not in ops and "SHAPE" in ops
         assert report["keras"]["mobile_rewrite"] == {"applied": False, "why_not": "--nomobile_rewrite"}
     assert report["tflite"]["fp32"]["max_abs_diff"] <= tflite.TOLERANCES["fp32"]["max_abs_diff"]

@@ -60,9 +60,10 @@ flags.DEFINE_integer(
 flags.DEFINE_boolean(
     "mobile_rewrite",
     True,
-    "Convert every file from the generator with its batch norms folded and its 4x4 stride-2 transposed "
-    "convolutions written as sub-pixel convolutions (a convolution and a depth-to-space): the same function, "
-    "faster LiteRT kernels. --nomobile_rewrite converts the generator as it is.",
+    "Convert every file from the generator with its batch norms folded, its 4x4 stride-2 transposed "
+    "convolutions written as sub-pixel convolutions (a convolution and a depth-to-space) and its reshapes to a "
+    "constant shape: the same function, faster LiteRT kernels, fewer operators. --nomobile_rewrite converts the "
+    "generator as it is.",
 )
 flags.DEFINE_boolean("skip_fid", False, "Skip the FID of the Keras model and of every variant (a quick export).")
 common.define_data_flags("Its test split is the FID reference.")

@@ -1,6 +1,6 @@
 """Rewrites of a Keras generator that keep its function and suit mobile runtimes (gkd-export).
 
-`for_mobile` applies both:
+`for_mobile` applies all three:
 
 1. `fold_batch_norm`: every batch normalization folded into the kernel layer
    before it, as the TFLite converter folds it (and where the rewrite below
@@ -16,7 +16,12 @@
      multiply-accumulates (each output phase uses 4 of the 9 taps) and as
      many more weights, zeros among them;
    - a stride-1 'valid' one as a convolution of the zero-padded input with
-     the flipped kernel (`FullConv2D`).
+     the flipped kernel (`FullConv2D`);
+3. `convolutions` also writes every Reshape as a `BatchReshape`: a reshape to
+   a constant shape with batch −1, one RESHAPE operator, where Keras's
+   Reshape reads the batch size from its input and the converter adds SHAPE,
+   STRIDED_SLICE and PACK before it: three operators whose fixed cost per
+   invocation is no small part of a small student's time.
 
 The helpers that walk a functional model's graph (`node`, `producer`,
 `consumers`, `kernel_kind`) are shared with `qat`.
@@ -77,6 +82,14 @@ class FullConv2D(layers.Conv2D):
         n, h, w, _ = input_shape
         (ph, pw) = (k - 1 for k in self.kernel_size)
         return n, None if h is None else h + ph, None if w is None else w + pw, self.filters
+
+
+@keras.saving.register_keras_serializable(package="tf_gkd")
+class BatchReshape(layers.Reshape):
+    """A Reshape to a constant shape whose batch dimension is −1 (Keras's reads the batch size from its input)."""
+
+    def call(self, inputs):
+        return tf.reshape(inputs, (-1, *self.target_shape))
 
 
 # Kernel-bearing layers, and the axis of their kernel that indexes output channels.
@@ -237,7 +250,10 @@ def fold_batch_norm(model):
 
 
 def _rewritable(layer):
-    """ "subpixel" or "full" for a transposed convolution that `convolutions` rewrites, else None."""
+    """ "subpixel" or "full" for a transposed convolution that `convolutions` rewrites, "reshape" for a Reshape
+    that it does, else None."""
+    if type(layer) is layers.Reshape:
+        return "reshape" if -1 not in layer.target_shape else None
     if type(layer) is not layers.Conv2DTranspose:
         return None
     config = layer.get_config()
@@ -283,7 +299,8 @@ def convolutions(model):
     stride-1 'valid' ones `FullConv2D`s: a transposed convolution of stride 1
     adds tap t of input pixel i to output pixel i + t, which is the correlation
     of the input zero-padded by k − 1 with the kernel flipped (and its input
-    and output axes swapped). Other layers are kept as they are.
+    and output axes swapped). Reshapes to a shape without −1 become
+    `BatchReshape`s. Other layers are kept as they are.
     """
 
     def clone(layer):
@@ -291,6 +308,8 @@ def convolutions(model):
         kind = _rewritable(layer)
         if kind is None:
             return layer.__class__.from_config(config)
+        if kind == "reshape":
+            return BatchReshape.from_config(config)
         common = {"use_bias": config["use_bias"], "name": config["name"], "dtype": config["dtype"]}
         if kind == "subpixel":
             return SubpixelConv2D(scale=2, filters=4 * config["filters"], kernel_size=3, padding="same", **common)
@@ -310,16 +329,18 @@ def convolutions(model):
 
 
 def for_mobile(model):
-    """`model` with its batch norms folded and its transposed convolutions written as convolutions."""
+    """`model` with its batch norms folded, its transposed convolutions written as convolutions and its reshapes
+    to a constant shape."""
     return convolutions(fold_batch_norm(model))
 
 
 def count(model):
-    """{"folded_batch_norms", "subpixel_convolutions", "full_convolutions"}: what `for_mobile` changed (in the
-    `model` it returned)."""
+    """{"folded_batch_norms", "subpixel_convolutions", "full_convolutions", "batch_reshapes"}: what `for_mobile`
+    changed (in the `model` it returned)."""
     kinds = {
         "folded_batch_norms": FoldedBatchNorm,
         "subpixel_convolutions": SubpixelConv2D,
         "full_convolutions": FullConv2D,
+        "batch_reshapes": BatchReshape,
     }
     return {key: sum(isinstance(layer, kind) for layer in model.layers) for key, kind in kinds.items()}
