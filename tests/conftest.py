@@ -1,6 +1,12 @@
 """Test set-up shared by every test module."""
 
 import os
+import signal
+
+# A script that starts the tests in the background (`pytest &`) hands them SIGINT ignored, and
+# every child process would inherit that; the Ctrl-C tests need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Quiet TensorFlow's C++ start-up chatter; keep tests on the CPU.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
