@@ -187,4 +187,4 @@ def test_gkd_export_writes_fixed_batch_files(generator_path, tmp_path):
     assert list(report["tflite"]) == ["fp32", "fp32_b2", "int8", "int8_b2"]
     for file in ("model_fp32_b2.tflite", "model_int8_b2.tflite"):
         assert file in result.stdout
-    assert "model_int8_b2.tflite: input [2, 8]; operators only in model_int8.tflite: none." in (result.stdout)
+    assert "model_int8_b2.tflite: input [2, 8]; operators only in model_int8.tflite: none." in result.stdout

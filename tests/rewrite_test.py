@@ -56,7 +56,7 @@ def test_a_subpixel_convolution_is_its_transposed_convolution(size, use_bias):
     x = keras.Input((*size, 5))
     model = keras.Model(x, transposed(x))
     transposed.set_weights([rng.normal(size=w.shape) for w in transposed.get_weights()])
-    mobile = rewrite.convolutions(model)
+    mobile = rewrite.mobile_layers(model)
     (layer,) = [layer for layer in mobile.layers if isinstance(layer, rewrite.SubpixelConv2D)]
     assert layer.kernel.shape == (3, 3, 5, 12)
     data = rng.normal(size=(4, *size, 5)).astype(np.float32)
@@ -70,7 +70,7 @@ def test_a_full_convolution_is_its_stride_1_valid_transposed_convolution(kernel_
     x = keras.Input((4, 5, 3))
     model = keras.Model(x, transposed(x))
     transposed.set_weights([rng.normal(size=w.shape) for w in transposed.get_weights()])
-    mobile = rewrite.convolutions(model)
+    mobile = rewrite.mobile_layers(model)
     assert [type(layer) for layer in mobile.layers[1:]] == [rewrite.FullConv2D]
     data = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
     np.testing.assert_allclose(mobile(data), model(data), atol=1e-4)
@@ -82,7 +82,7 @@ def test_other_transposed_convolutions_are_kept():
     y = layers.Conv2DTranspose(2, 4, strides=2, padding="same", activation="relu", name="relu")(y)  # Activation.
     y = layers.Conv2DTranspose(2, 3, padding="same", name="same")(y)  # Stride 1, 'same'.
     model = keras.Model(x, y)
-    mobile = rewrite.convolutions(model)
+    mobile = rewrite.mobile_layers(model)
     assert [type(layer) for layer in mobile.layers[1:]] == [layers.Conv2DTranspose] * 3
     data = np.random.default_rng(2).normal(size=(2, 4, 4, 2)).astype(np.float32)
     np.testing.assert_allclose(mobile(data), model(data), atol=1e-6)

@@ -5,7 +5,7 @@
 1. `fold_batch_norm`: every batch normalization folded into the kernel layer
    before it, as the TFLite converter folds it (and where the rewrite below
    would keep it from doing so);
-2. `convolutions`: every transposed convolution that it can, written as a
+2. `mobile_layers`: every transposed convolution that it can, written as a
    convolution, so that LiteRT computes it with CONV_2D instead of
    TRANSPOSE_CONV, whose kernels (int8 and dynamic-range above all) are
    several times slower for the same work, and whose dynamic-range kernel
@@ -17,7 +17,7 @@
      many more weights, zeros among them;
    - a stride-1 'valid' one as a convolution of the zero-padded input with
      the flipped kernel (`FullConv2D`);
-3. `convolutions` also writes every Reshape as a `BatchReshape`: a reshape to
+3. `mobile_layers` also writes every Reshape as a `BatchReshape`: a reshape to
    a constant shape with batch −1, one RESHAPE operator, where Keras's
    Reshape reads the batch size from its input and the converter adds SHAPE,
    STRIDED_SLICE and PACK before it: three operators whose fixed cost per
@@ -250,7 +250,7 @@ def fold_batch_norm(model):
 
 
 def _rewritable(layer):
-    """ "subpixel" or "full" for a transposed convolution that `convolutions` rewrites, "reshape" for a Reshape
+    """ "subpixel" or "full" for a transposed convolution that `mobile_layers` rewrites, "reshape" for a Reshape
     that it does, else None."""
     if type(layer) is layers.Reshape:
         return "reshape" if -1 not in layer.target_shape else None
@@ -292,7 +292,7 @@ def subpixel_kernel(kernel):
     return subpixel.reshape(3, 3, inp, 4 * out)
 
 
-def convolutions(model):
+def mobile_layers(model):
     """The same function as `model` with its transposed convolutions written as convolutions, where it can.
 
     4×4 stride-2 'same' ones become `SubpixelConv2D`s (`subpixel_kernel`);
@@ -331,7 +331,7 @@ def convolutions(model):
 def for_mobile(model):
     """`model` with its batch norms folded, its transposed convolutions written as convolutions and its reshapes
     to a constant shape."""
-    return convolutions(fold_batch_norm(model))
+    return mobile_layers(fold_batch_norm(model))
 
 
 def count(model):

@@ -201,9 +201,9 @@ def latency_ms_per_image(model, batch_size, min_repeats=20, min_seconds=0.5, war
     A model with a `prepared` method (a `TFLiteGenerator`) is timed on the
     call it returns: the runtime's invocation alone. `warmup` untimed calls
     first (allocation, caches); then at least `min_repeats` calls, and more
-    until `min_seconds` have passed, each timed with `time.perf_counter`. The median over that many calls is what the
-    occasional stall of a shared machine barely moves, even for a call of
-    microseconds.
+    until `min_seconds` have passed, each timed with `time.perf_counter`.
+    The median over that many calls is what the occasional stall of a shared
+    machine barely moves, even for a call of microseconds.
     """
     inputs = [latents(batch_size, model.z_dim, seed=0)]
     if getattr(model, "num_classes", 0):  # A class-conditional model, asked for classes 0, 1, ... in turn.
