@@ -11,11 +11,12 @@ recipe (benchmarks/reference.py) over the same networks, batch size and data:
   overriding train_step" (`--kind` picks both networks);
 - `vae`: `runs.build_vae` with flags/fashion_mnist_vae.cfg vs keras-io's
   "Variational AutoEncoder" on the same encoder and decoder;
-- `distill`: `runs.build_distiller` with flags/distill_20x.cfg and
-  --adversarial_weight=0 (pure L1 mimicry, the step of the flagfile's first
-  quarter) vs a plain distillation `train_step` (teacher forward, student
-  forward and backward, one Adam), both with an untrained conv teacher (the
-  time of a step does not depend on the teacher's weights).
+- `distill`: `runs.build_distiller` with flags/distill_20x.cfg and its
+  adversarial, feature and distribution weights 0 (pure L1 mimicry, the step
+  of the flagfile's first quarter) vs a plain distillation `train_step`
+  (teacher forward, student forward and backward, one Adam), both with an
+  untrained conv teacher (the time of a step does not depend on the
+  teacher's weights).
 
 The references run in float32 on keras-io's input pipeline
 (`from_tensor_slices(...).shuffle(1024).batch()`) with `fit`'s defaults, their
@@ -87,7 +88,14 @@ def flagfile_config(model, **overrides):
         values.update(generator_kind=FLAGS.kind, discriminator_kind=FLAGS.kind)
     if model == "distill":
         # Pure mimicry: the step of the flagfile's first quarter, which has no discriminator.
-        values.update(model="distill", teacher="untrained conv generator", adversarial_weight=0.0)
+        values.update(
+            model="distill",
+            teacher="untrained conv generator",
+            adversarial_weight=0.0,
+            feature_weight=0.0,
+            distribution_weight=0.0,
+            init_discriminator=False,
+        )
     return common.config_from_flags(parsed, **values)
 
 
@@ -125,7 +133,7 @@ def tf_gkd(model, images, labels, mixed_precision):
     precision.apply(mixed_precision)
     if model in ("gan", "vae"):
         build = runs.build_gan if model == "gan" else runs.build_vae
-        return build(config), datasets.train_dataset(images, labels, config.batch_size, seed=0)
+        return build(config, images.shape[1:]), datasets.train_dataset(images, labels, config.batch_size, seed=0)
     teacher = teacher_lib.Teacher(
         run_dir=config.teacher, config={}, generator=teacher_generator(config), encoder=None, discriminator_path=None
     )

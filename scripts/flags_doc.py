@@ -25,14 +25,14 @@ BINARIES = {  # Console script: its module.
     "gkd-sample": "tf_gkd.bin.sample",
     "gkd-launch": "tf_gkd.bin.launch",
 }
-# The module whose flags the binaries share (data, classifier cache, training options).
-COMMON = "tf_gkd.bin.common"
+# The modules whose flags the binaries share: data and training options; the evaluator's classifier cache.
+SHARED = ("tf_gkd.bin.common", "tf_gkd.bin.evaluator_flags")
 _DUMP = """
 import json, sys
 from absl import flags
 import {module}
 rows = []
-for owner in ({module!r}, {common!r}):
+for owner in ({module!r}, *{shared!r}):
     for flag in flags.FLAGS.get_flags_for_module(owner):
         default = ",".join(map(str, flag.default)) if isinstance(flag.default, list) else flag.default
         rows.append(dict(name=flag.name, default="" if default is None else str(default), help=flag.help))
@@ -43,7 +43,7 @@ json.dump(rows, sys.stdout)
 def binary_flags(module):
     """[{name, default, help}] of the flags of the binary `module`, in definition order (aliases included)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    code = _DUMP.format(module=module, common=COMMON)
+    code = _DUMP.format(module=module, shared=SHARED)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=env)
     return json.loads(out.stdout)
 

@@ -1,7 +1,7 @@
 """gkd-evaluate: score generators with the domain classifier; compare a teacher and its students side by side.
 
-    gkd-evaluate --generator=runs/quickstart            # one generator: eval.json in the run directory
-    gkd-evaluate --generator=runs/quickstart --generator=s20=runs/student_20x \\
+    gkd-evaluate --generator=runs/quickstart/teacher    # one generator: eval.json in the run directory
+    gkd-evaluate --generator=runs/quickstart/teacher --generator=s20=runs/student_20x \\
         --generator=runs/scratch_20x --seeds=0,1,2 --output_dir=reports/20x
 
 One generator (a run directory or a `.keras` file) without --output_dir: FID,

@@ -1,6 +1,6 @@
 """gkd-export: a generator as SavedModel and verified TFLite files for mobile, with a report.
 
-    gkd-export --generator=runs/quickstart --name=quickstart     # → saved_models/quickstart/
+    gkd-export --generator=runs/quickstart/teacher --name=quickstart     # → saved_models/quickstart/
 
 Writes `saved_model/`, `model_{fp32,fp16,dynamic,int8,int8_qat}.tflite` and
 `export_report.json` (sizes, differences from Keras, operators with their

@@ -1,7 +1,7 @@
 """The adversary of a generator: a discriminator with its optimizer, loss and metrics.
 
 A GAN contains one; a generator distiller contains one when its loss has an
-adversarial or a feature term, and none for pure mimicry. The adversary
+adversarial, a feature or a distribution term, and none for pure mimicry. The adversary
 trains its discriminator against real images (`train_step`), and gives the
 generator side its terms: the generator loss of the discriminator's logits,
 and the discriminator's `features` activations for feature-level losses.

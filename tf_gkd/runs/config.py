@@ -179,7 +179,8 @@ class TrainConfig:
     )
     beta: float = option(1.0, "Weight of the VAE's KL term (1: the ELBO).", minimum=0, identity=("vae",))
     # Distillation (model=distill): the generator_* fields configure the student; z_dim and
-    # dataset are the teacher's. L = pixel_weight·pixel + adversarial_weight·L_GAN + feature_weight·features.
+    # dataset are the teacher's. L = pixel_weight·pixel + adversarial_weight·L_GAN + feature_weight·features
+    # + distribution_weight·energy distance.
     teacher: str | None = option(
         None, "Run directory of the teacher (a finished gkd-train run).", identity=("distill",)
     )

@@ -339,8 +339,8 @@ def build_distiller(config, teacher):
 
     The student starts from the teacher's generator with `student_init=teacher`;
     in offline mode (`offline_pairs`) the distiller is given no teacher network
-    to run. The discriminator (needed by the adversarial and feature terms)
-    starts from the teacher's with `init_discriminator`.
+    to run. The discriminator (needed by the adversarial, feature and
+    distribution terms) starts from the teacher's with `init_discriminator`.
     """
     keras.utils.set_random_seed(config.seed)
     image_shape = model_io.image_shape(teacher.generator)
