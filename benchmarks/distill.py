@@ -1,7 +1,7 @@
 """Distilled students against their teacher and against the same students trained from scratch, over seeds.
 
     .venv/bin/python benchmarks/distill.py --workdir=runs/bench_distill [--teacher=runs/quickstart/teacher]
-        [--sizes=10x,20x,50x,100x] [--seeds=0,1,2] [--recipe='mimicry=--adversarial_weight=0']
+        [--sizes=10x,20x,50x,100x] [--seeds=0,1,2] [--recipe='mimicry=--adversarial_weight=0 --distribution_weight=0']
 
 For every size S and training seed, trains `gkd-distill --flagfile=flags/distill_S.cfg --seed=SEED`
 (the student, with the flagfile's recipe), the same command with `--baseline` and the teachers'

@@ -155,6 +155,8 @@ def old_runtime_check(generator, export_dir, report):
 
 def main(argv):
     del argv
+    if not FLAGS.student:
+        raise app.UsageError("Give at least one --student=NAME=PATH to compare with the teacher.")
     models = {"teacher": FLAGS.teacher}
     for spec in FLAGS.student:
         name, sep, path = spec.partition("=")
@@ -268,5 +270,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["teacher", "student"])
+    flags.mark_flags_as_required(["teacher"])
     app.run(main)
