@@ -15,9 +15,12 @@ Then one gkd-evaluate scores every run on the same latents into --workdir/report
 metrics.json, figures, and TensorBoard with the HParams view of every run's recipe and scores);
 the runs of one entry over seeds are merged into mean ± std. The benchmark prints, per entry, FID
 and recall (mean ± std over seeds) and their ratios to the teacher's, and whether each student
-beats its scratch twin in every seed (its worst FID below the twin's best), writes the table to
---workdir/distill.json and the size-vs-FID figure (every recipe's FID against its parameters, with
-error bars over seeds) to --workdir/size_vs_fid.png.
+beats its scratch twin on average (mean FID below the twin's) and in every seed (its worst FID
+below the twin's best); then each student against the targets (`TARGETS`: its mean FID at most
+a multiple of the teacher's, at 20x also its recall at least 0.95 of the teacher's, and below its
+twin's FID on average). It writes the table and the targets to --workdir/distill.json and the
+size-vs-FID figure (every recipe's FID against its parameters, with error bars over seeds) to
+--workdir/size_vs_fid.png.
 """
 
 import json
@@ -54,6 +57,8 @@ FLAGS = flags.FLAGS
 # stabilised adversary as its student, only no teacher.
 GAN_RECIPE = ["--g_learning_rate=8e-4", "--d_learning_rate=2e-4", "--beta_1=0.5", "--lr_decay=none"]
 REPORT_DIR = "report"
+# The quality targets per size: (max FID / teacher's, min recall / teacher's or None).
+TARGETS = {"20x": (1.05, 0.95), "50x": (1.20, None), "100x": (1.5, None)}
 
 
 def plan(teacher_dir):
@@ -93,9 +98,31 @@ def summarize(metrics, twins):
             "recall_vs_teacher": recall["mean"] / teacher["recall"]["mean"],
         }
         if name in twins and twins[name] in entries:
-            row["beats_scratch_twin"] = max(fid["values"]) < min(entries[twins[name]]["quality"]["fid"]["values"])
+            twin = entries[twins[name]]["quality"]["fid"]
+            row["beats_scratch_twin_on_average"] = fid["mean"] < twin["mean"]
+            row["beats_scratch_twin"] = max(fid["values"]) < min(twin["values"])
         table[name] = row
     return table
+
+
+def targets_met(table):
+    """{student entry: {target: met}}: FID and recall for the sizes in `TARGETS`, the twin for every size."""
+    met = {}
+    for name, r in table.items():
+        recipe, _, size = name.rpartition(" ")
+        if recipe != "student":
+            continue
+        checks = {}
+        max_fid, min_recall = TARGETS.get(size, (None, None))
+        if max_fid is not None:
+            checks[f"FID at most {max_fid:g}x the teacher's"] = r["fid_vs_teacher"] <= max_fid
+        if min_recall is not None:
+            checks[f"recall at least {min_recall:g}x the teacher's"] = r["recall_vs_teacher"] >= min_recall
+        if "beats_scratch_twin_on_average" in r:
+            checks["FID below its scratch twin's on average"] = r["beats_scratch_twin_on_average"]
+        if checks:
+            met[name] = checks
+    return met
 
 
 def plot(table, path):
@@ -145,6 +172,24 @@ def _mean_std(summary, decimals):
     return text + (f" ± {summary['std']:.{decimals}f}" if summary["std"] is not None else "")
 
 
+def print_table(table):
+    """Prints every entry's FID and recall, whether each student beats its twin, and the targets."""
+    header = f"{'model':24s} {'params':>8s} {'FID':>15s} {'FID/T':>6s} {'recall':>15s} {'rec/T':>6s}"
+    print(f"{header} {'beats twin: mean, every seed':>29s}")
+    yes_no = {True: "yes", False: "NO"}
+    for name, r in table.items():
+        twin = ""
+        if "beats_scratch_twin" in r:
+            twin = f"{yes_no[r['beats_scratch_twin_on_average']]}, {yes_no[r['beats_scratch_twin']]}"
+        print(
+            f"{name:24s} {r['params']:8d} {_mean_std(r['fid'], 2):>15s} {r['fid_vs_teacher']:6.2f} "
+            f"{_mean_std(r['recall'], 3):>15s} {r['recall_vs_teacher']:6.2f} {twin:>29s}"
+        )
+    for name, checks in targets_met(table).items():
+        for target, met in checks.items():
+            print(f"{name}: {target}: {'met' if met else 'NOT met'}")
+
+
 def main(argv):
     del argv
     os.makedirs(FLAGS.workdir, exist_ok=True)
@@ -171,17 +216,11 @@ def main(argv):
     with open(os.path.join(report_dir, "metrics.json")) as f:
         table = summarize(json.load(f), twins)
     with open(os.path.join(FLAGS.workdir, "distill.json"), "w") as f:
-        json.dump(table, f, indent=2)
+        json.dump({"entries": table, "targets_met": targets_met(table)}, f, indent=2)
     plot(table, os.path.join(FLAGS.workdir, "size_vs_fid.png"))
 
     print(f"\n{len(FLAGS.seeds)} training seed(s) per student and twin; report: {report_dir}/report.md")
-    print(f"{'model':24s} {'params':>8s} {'FID':>15s} {'FID/T':>6s} {'recall':>15s} {'rec/T':>6s} {'beats twin':>10s}")
-    for name, r in table.items():
-        beats = {True: "yes", False: "NO"}.get(r.get("beats_scratch_twin"), "")
-        print(
-            f"{name:24s} {r['params']:8d} {_mean_std(r['fid'], 2):>15s} {r['fid_vs_teacher']:6.2f} "
-            f"{_mean_std(r['recall'], 3):>15s} {r['recall_vs_teacher']:6.2f} {beats:>10s}"
-        )
+    print_table(table)
 
 
 if __name__ == "__main__":
