@@ -154,6 +154,8 @@ def plot(table, path):
     plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(plain)
+    # Log scale's own ticks leave 10 to 20 unlabelled, where the teacher and the small students are.
+    ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.2, 1.4, 1.6, 2, 3, 4, 5, 6, 7, 8, 9)))
     ax.set_xticks(sorted({point[0] for points in series.values() for point in points}))
     ax.set_xticks([], minor=True)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
