@@ -1,10 +1,10 @@
 """The adversary of a generator: a discriminator with its optimizer, loss and metrics.
 
 A GAN contains one; a generator distiller contains one when its loss has an
-adversarial, a feature or a distribution term, and none for pure mimicry. The adversary
-trains its discriminator against real images (`train_step`), and gives the
-generator side its terms: the generator loss of the discriminator's logits,
-and the discriminator's `features` activations for feature-level losses.
+adversarial, a feature or a distribution term, and none for pure mimicry. The
+adversary trains its discriminator against real images (`train_step`), and
+gives the generator side its terms: the generator loss of the discriminator's
+logits, and the discriminator's `features` activations for feature-level losses.
 A class-conditional discriminator (`factory.make_discriminator(num_classes=K)`)
 takes the one-hot labels of each batch too: every method takes them, None
 for an unconditional one.
